@@ -28,11 +28,11 @@ METADATA_FILE = "metadata.json"
 _VERSION_RE = re.compile(r"^v\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 
-class ModelNotPublished(LookupError):
+class ModelNotPublishedError(LookupError):
     """No complete model version exists under the model root yet."""
 
 
-class ModelCorrupt(ValueError):
+class ModelCorruptError(ValueError):
     """A published version fails verification (missing file, bad JSON, checksum mismatch)."""
 
 
@@ -105,23 +105,23 @@ def publish_model(model_root: str | os.PathLike, state_dict: dict, metadata: dic
 
 
 def read_latest(model_root: str | os.PathLike) -> str:
-    """Return the version named by LATEST; raise ModelNotPublished if there is none."""
+    """Return the version named by LATEST; raise ModelNotPublishedError if there is none."""
     try:
         version = (Path(model_root) / LATEST).read_text().strip()
     except FileNotFoundError:
-        raise ModelNotPublished(f"no model published yet: {Path(model_root) / LATEST} does not exist") from None
+        raise ModelNotPublishedError(f"no model published yet: {Path(model_root) / LATEST} does not exist") from None
     if not _VERSION_RE.match(version):
-        raise ModelCorrupt(f"{Path(model_root) / LATEST} names {version!r}, which is not a version name")
+        raise ModelCorruptError(f"{Path(model_root) / LATEST} names {version!r}, which is not a version name")
     return version
 
 
 def read_metadata(model_root: str | os.PathLike, version: str) -> dict:
-    """Return metadata.json of a version; raise ModelCorrupt if it is missing or unreadable."""
+    """Return metadata.json of a version; raise ModelCorruptError if it is missing or unreadable."""
     path = Path(model_root) / version / METADATA_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelCorrupt(f"cannot read {path}: {exc}") from exc
+        raise ModelCorruptError(f"cannot read {path}: {exc}") from exc
 
 
 def load_published(model_root: str | os.PathLike, version: str | None = None) -> tuple[dict, dict]:
@@ -132,9 +132,10 @@ def load_published(model_root: str | os.PathLike, version: str | None = None) ->
     try:
         data = model_path.read_bytes()
     except OSError as exc:
-        raise ModelCorrupt(f"cannot read {model_path}: {exc}") from exc
+        raise ModelCorruptError(f"cannot read {model_path}: {exc}") from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != metadata.get("sha256"):
-        raise ModelCorrupt(f"{model_path}: sha256 {actual} does not match metadata.json ({metadata.get('sha256')})")
+        expected = metadata.get("sha256")
+        raise ModelCorruptError(f"{model_path}: sha256 {actual} does not match metadata.json ({expected})")
     state_dict = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     return state_dict, metadata
