@@ -41,3 +41,65 @@ $(VENV)/checkov/.installed: $(REQS_checkov)
 ENVS := trainer serving frontend tools checkov
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
+
+# --- the two commands of the README ------------------------------------------
+.PHONY: demo
+demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/tools/.installed ## Run the whole stack locally from the rendered overlays/cpu manifests.
+	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
+
+.PHONY: test
+test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo ## Run every test suite (no cluster, no GPU, no network).
+
+PYTEST_ARGS ?= -q
+.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo
+test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
+	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
+
+test-serving: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model server: the Seldon class and the real seldon-core-microservice.
+	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) tests/serving
+
+test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Frontend: Flask test client, gunicorn and headless Chromium.
+	$(VENV)/frontend/bin/python -m pytest $(PYTEST_ARGS) tests/frontend
+
+test-manifests: $(VENV)/tools/.installed $(VENV)/checkov/.installed ## Manifests: render, strict schemas, cross-references, policy scan.
+	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/manifests
+
+test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
+	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/scripts
+
+test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
+	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
+
+# --- lint ----------------------------------------------------------------------
+SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)
+DOCKERFILES = $(shell git ls-files '*Dockerfile*')
+.PHONY: lint
+lint: $(VENV)/tools/.installed ## ruff (lint + format), yamllint, shellcheck, hadolint.
+	$(VENV)/tools/bin/ruff check .
+	$(VENV)/tools/bin/ruff format --check .
+	$(VENV)/tools/bin/yamllint --strict -c .yamllint.yaml .
+	$(VENV)/tools/bin/shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/tools/bin/hadolint $(DOCKERFILES)
+
+.PHONY: format
+format: $(VENV)/tools/.installed ## Apply ruff's formatting and safe fixes.
+	$(VENV)/tools/bin/ruff check --fix .
+	$(VENV)/tools/bin/ruff format .
+
+# --- benchmarks (figures recorded in docs/benchmarks.md) -----------------------
+.PHONY: bench-train bench-serve
+bench-train: $(VENV)/trainer/.installed ## Training: 1x2 threads vs DDP 2x1 throughput, time to 98.5% on the 5k sample.
+	$(VENV)/trainer/bin/python scripts/bench_train.py
+
+bench-serve: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Serving: wrk, 8 connections, ours vs the original tutorial's configuration.
+	$(VENV)/serving/bin/python scripts/bench_serve.py
+
+# --- cluster helpers (see docs/01..05) -----------------------------------------
+.PHONY: crds
+crds: ## Fetch the pinned upstream CRDs into .cache/crds (for a clone without ../shared).
+	scripts/fetch-crds.sh .cache/crds
+	@echo "now: export CRDS_DIR=$(abspath .cache/crds)"
+
+.PHONY: clean
+clean: ## Remove the local demo state (.demo/); keeps the environments.
+	rm -rf .demo
