@@ -1,0 +1,1 @@
+"""Checks on the kustomize manifests: rendering, strict schemas, cross-references, policy scan."""
