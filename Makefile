@@ -95,6 +95,10 @@ bench-serve: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Serving: w
 	$(VENV)/serving/bin/python scripts/bench_serve.py
 
 # --- cluster helpers (see docs/01..05) -----------------------------------------
+.PHONY: images
+images: ## Build the images with docker or podman (REGISTRY=..., TAG=..., PUSH=1 to push; see docs/02).
+	scripts/build-images.sh $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG)) $(if $(PUSH),--push)
+
 .PHONY: crds
 crds: ## Fetch the pinned upstream CRDs into .cache/crds (for a clone without ../shared).
 	scripts/fetch-crds.sh .cache/crds

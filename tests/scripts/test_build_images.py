@@ -1,0 +1,86 @@
+"""scripts/build-images.sh: the image names, Dockerfiles and engine commands it prints and runs."""
+
+import pytest
+
+
+def test_help(scripts):
+    result = scripts.run("build-images.sh", "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: scripts/build-images.sh")
+    assert result.calls == []
+
+
+def test_dry_run_builds_four_images_from_the_repository_root(scripts):
+    result = scripts.run("build-images.sh", "--registry", "ghcr.io/you/", "--tag", "0.2.0", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    builds = [c for c in result.commands if " build " in c]
+    assert [b.split(" --tag ")[1].split()[0] for b in builds] == [
+        "ghcr.io/you/mnist-trainer:0.2.0-cpu",
+        "ghcr.io/you/mnist-trainer:0.2.0-gpu",
+        "ghcr.io/you/mnist-serving:0.2.0",
+        "ghcr.io/you/mnist-frontend:0.2.0",
+    ]
+    assert all(b.startswith("docker build --file ") and b.endswith(" .") for b in builds)
+    assert "--file trainer/Dockerfile" in builds[0] and "--file trainer/Dockerfile" in builds[1]
+    assert "--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu" in builds[0]
+    assert "--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130" in builds[1]
+    assert "--file serving/Dockerfile" in builds[2]
+    assert "--file frontend/Dockerfile" in builds[3]
+    assert not any(" push " in c for c in result.commands)
+    assert result.calls == []
+
+
+def test_push_with_podman_and_a_platform(scripts):
+    result = scripts.run(
+        "build-images.sh", "--registry", "quay.io/me", "--tag", "t1", "--engine", "podman", "--trainer", "gpu",
+        "--platform", "linux/amd64", "--push", "--dry-run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.commands[0].startswith("podman build --file trainer/Dockerfile --tag quay.io/me/mnist-trainer:t1-gpu")
+    assert all("--platform linux/amd64" in c for c in result.commands if " build " in c)
+    assert [c for c in result.commands if " push " in c] == [
+        "podman push quay.io/me/mnist-trainer:t1-gpu",
+        "podman push quay.io/me/mnist-serving:t1",
+        "podman push quay.io/me/mnist-frontend:t1",
+    ]
+
+
+def test_kind_load_after_build(scripts):
+    result = scripts.run("build-images.sh", "--trainer", "cpu", "--tag", "dev", "--kind-load", "mnist", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert [c for c in result.commands if c.startswith("kind ")] == [
+        "kind load docker-image localhost/mnist-trainer:dev-cpu --name mnist",
+        "kind load docker-image localhost/mnist-serving:dev --name mnist",
+        "kind load docker-image localhost/mnist-frontend:dev --name mnist",
+    ]
+
+
+def test_tag_defaults_to_the_git_commit_or_environment(scripts):
+    result = scripts.run("build-images.sh", "--trainer", "cpu", "--dry-run", TAG="from-env")
+    assert "--tag localhost/mnist-serving:from-env" in result.stdout
+
+
+def test_real_run_executes_exactly_what_it_prints(scripts):
+    result = scripts.run("build-images.sh", "--registry", "r.example/x", "--tag", "9", "--push", "--kind-load", "k")
+    assert result.returncode == 0, result.stderr
+    assert result.calls == result.commands
+    assert len(result.calls) == 4 + 4 + 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--trainer", "tpu"), "expected cpu, gpu or both"),
+        (("--engine", "nerdctl"), "expected docker or podman"),
+        (("--tag", "bad tag"), "is not a valid image tag"),
+        (("--registry", "Upper/Case"), "expected lower-case"),
+        (("--push",), "--push needs --registry"),
+        (("--tag",), "--tag needs a value"),
+        (("build",), "unknown argument 'build'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(scripts, args, message):
+    result = scripts.run("build-images.sh", *args, "--dry-run")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.calls == []
