@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3.11
-VENV ?= .venv
+export VENV ?= .venv
 UV := $(VENV)/uv/bin/uv
 UV_INSTALL := $(UV) pip install --quiet --python
 OVERLAYS := overlays/cpu overlays/gpu
