@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3.11
-export VENV ?= .venv
+export VENV ?= $(CURDIR)/.venv
 UV := $(VENV)/uv/bin/uv
 UV_INSTALL := $(UV) pip install --quiet --python
 OVERLAYS := overlays/cpu overlays/gpu

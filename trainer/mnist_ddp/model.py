@@ -14,6 +14,9 @@ MNIST_STD = 0.3081
 class MnistNet(nn.Module):
     """A small CNN: high MNIST accuracy at a fraction of a millisecond per image on one CPU thread.
 
+    Three 3x3 convolutions (16, 32, 64 channels) with BatchNorm, each followed by 2x2 max pooling
+    (28 -> 14 -> 7 -> 3), then a 576 -> 64 -> 10 classifier: about 2 million multiply-adds per image.
+
     Input: float tensor (n, 1, 28, 28), values in [0, 1], white digit on black.
     Output: logits (n, 10).
     """
@@ -21,24 +24,29 @@ class MnistNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1, bias=False),
-            nn.BatchNorm2d(32),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-            nn.AdaptiveAvgPool2d(1),
+            *_conv_block(1, 16),
+            *_conv_block(16, 32),
+            *_conv_block(32, 64),
         )
-        self.classifier = nn.Linear(64, NUM_CLASSES)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 3 * 3, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, NUM_CLASSES),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - MNIST_MEAN) / MNIST_STD
-        return self.classifier(torch.flatten(self.features(x), 1))
+        return self.classifier(self.features(x))
+
+
+def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    ]
 
 
 def build_model(architecture: str = ARCHITECTURE) -> nn.Module:
