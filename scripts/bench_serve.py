@@ -1,0 +1,330 @@
+"""Benchmark the model server against the original tutorial's setup, side by side in one run.
+
+Single-image REST predictions (one 28x28 `ndarray`), N concurrent connections for
+D seconds, load from `wrk` on the same machine. Two real seldon-core-microservice
+processes are started on free ports:
+
+  baseline  the pytorch/examples MNIST CNN in a plain Seldon class (scripts/bench_serve/BaselineMnist.py)
+            with the Seldon wrapper's defaults: 1 gunicorn worker, 1 thread, 1 gRPC worker
+  ours      MnistClassifier serving MnistNet, published to a temporary model root,
+            with the worker settings of the SeldonDeployment
+
+Optional rows: --floor adds a server that answers without doing any work
+(scripts/bench_serve/ConstantModel.py) with the same settings as ours, the cost of
+seldon-core itself; --baseline-one-thread adds the baseline with OMP_NUM_THREADS=1,
+which separates what torch's default of one thread per core costs on a busy machine.
+The servers are measured in alternation for --rounds rounds; the table shows medians.
+
+    .venv/serving/bin/python scripts/bench_serve.py [--duration 10] [--connections 8] [--rounds 3]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "trainer"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mnist_ddp import model_store  # noqa: E402
+from mnist_ddp.model import ARCHITECTURE, build_model  # noqa: E402
+
+SELDON = Path(sys.executable).parent / "seldon-core-microservice"
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[{body}]==]
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class Config:
+    """One server setup: the model class, where it is imported from, and the gunicorn/gRPC settings."""
+
+    name: str
+    interface: str
+    pythonpath: list[Path]
+    workers: int
+    threads: int
+    grpc_workers: int
+    parameters: list[dict]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """What wrk measured in one run, and the server's CPU time per request."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    cpu_ms_per_request: float = 0.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """seldon-core-microservice for one Config, on free ports, output in a log file."""
+
+    def __init__(self, config: Config, log_dir: Path):
+        self.config = config
+        self.http_port = free_port()
+        self.log = log_dir / f"{config.name}.log"
+        env = dict(os.environ)
+        env.update(
+            PYTHONPATH=os.pathsep.join(str(p) for p in config.pythonpath),
+            PREDICTIVE_UNIT_PARAMETERS=json.dumps(config.parameters),
+            PREDICTIVE_UNIT_HTTP_SERVICE_PORT=str(self.http_port),
+            PREDICTIVE_UNIT_GRPC_SERVICE_PORT=str(free_port()),
+            PREDICTIVE_UNIT_METRICS_SERVICE_PORT=str(free_port()),
+            GUNICORN_WORKERS=str(config.workers),
+            GUNICORN_THREADS=str(config.threads),
+            GRPC_WORKERS=str(config.grpc_workers),
+        )
+        env.update(config.env)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(SELDON), config.interface, "--service-type", "MODEL"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.url = f"http://127.0.0.1:{self.http_port}/api/v1.0/predictions"
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until /health/status answers 200 (the model is loaded in every worker that answers)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"{self.config.name} exited; see {self.log}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health/status", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        sys.exit(f"{self.config.name} not ready after {timeout}s; see {self.log}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by every live process of the server's process group."""
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # Fields after the command name, which ends with ")": state ppid pgrp ... utime(12) stime(13).
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        """Stop the whole process group (gunicorn master, workers, gRPC and metrics processes)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def sample_image() -> list:
+    """One MNIST-like digit (28, 28) in [0, 1]: a ring, values rounded as a client would send them."""
+    y, x = np.mgrid[0:28, 0:28]
+    radius = np.hypot(y - 14, x - 14)
+    ring = np.clip(1.5 - np.abs(radius - 7) / 1.5, 0, 1)
+    return np.round(ring, 3).reshape(1, 28, 28).tolist()
+
+
+def run_wrk(url: str, script: Path, duration: float, connections: int, threads: int) -> Result:
+    """Run wrk against `url` and parse requests/s, p50, p99 and errors from its --latency report."""
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration:g}s",
+        "--latency",
+        "-s",
+        str(script),
+    ]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+
+    def latency(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * UNITS[unit]
+
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return Result(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        p50_ms=latency("50"),
+        p99_ms=latency("99"),
+        errors=(int(errors.group(1)) if errors else 0)
+        + (int(socket_errors.group(1)) + int(socket_errors.group(4)) if socket_errors else 0),
+        requests=requests,
+    )
+
+
+def publish_model(root: Path) -> str:
+    """Publish MnistNet with random weights: the server's cost does not depend on what it learned."""
+    torch.manual_seed(0)
+    return model_store.publish_model(root, build_model().state_dict(), {"architecture": ARCHITECTURE})
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per measurement (default: 10)")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default: 8)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default: 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per setup (default: 3)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="GUNICORN_WORKERS of ours (default: 2)")
+    parser.add_argument("--threads", type=int, default=2, help="GUNICORN_THREADS of ours (default: 2)")
+    parser.add_argument("--grpc-workers", type=int, default=0, help="GRPC_WORKERS of ours (default: 0)")
+    parser.add_argument("--floor", action="store_true", help="also measure a model that does no work (default: off)")
+    parser.add_argument(
+        "--baseline-one-thread",
+        action="store_true",
+        help="also measure the baseline with one torch thread, OMP_NUM_THREADS=1 (default: off)",
+    )
+    parser.add_argument(
+        "--also",
+        type=str,
+        action="append",
+        default=[],
+        metavar="W,T,G",
+        help="another setup of ours to measure, as workers,threads,grpc_workers; repeatable (default: none)",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    model_root = work / "models"
+    version = publish_model(model_root)
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=json.dumps({"data": {"ndarray": sample_image()}})))
+
+    ours = [(args.workers, args.threads, args.grpc_workers)]
+    ours += [tuple(int(v) for v in spec.split(",")) for spec in args.also]
+    ours = list(dict.fromkeys(ours))
+    configs = [
+        Config("baseline", "BaselineMnist", [REPO / "scripts" / "bench_serve"], 1, 1, 1, []),
+        *(
+            Config(
+                f"ours-w{w}-t{t}-g{g}",
+                "MnistClassifier",
+                [REPO / "serving", REPO / "trainer"],
+                w,
+                t,
+                g,
+                [{"name": "model_root", "value": str(model_root), "type": "STRING"}],
+            )
+            for w, t, g in ours
+        ),
+    ]
+    if args.baseline_one_thread:
+        configs.insert(
+            1,
+            Config(
+                "baseline-1thread",
+                "BaselineMnist",
+                [REPO / "scripts" / "bench_serve"],
+                1,
+                1,
+                1,
+                [],
+                {"OMP_NUM_THREADS": "1"},
+            ),
+        )
+    if args.floor:
+        configs.append(
+            Config(
+                "seldon-floor",
+                "ConstantModel",
+                [REPO / "scripts" / "bench_serve"],
+                args.workers,
+                args.threads,
+                args.grpc_workers,
+                [],
+            )
+        )
+    load_before = os.getloadavg()[0]
+    print(f"model {ARCHITECTURE} {version}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s")
+    servers = [Server(config, work) for config in configs]
+    results: dict[str, list[Result]] = {config.name: [] for config in configs}
+    try:
+        for server in servers:
+            server.wait_ready()
+        for server in servers:
+            run_wrk(server.url, script, args.warmup, args.connections, args.wrk_threads)
+        for round_number in range(args.rounds):
+            for server in servers:
+                cpu_before = server.cpu_seconds()
+                result = run_wrk(server.url, script, args.duration, args.connections, args.wrk_threads)
+                result.cpu_ms_per_request = (server.cpu_seconds() - cpu_before) * 1e3 / max(1, result.requests)
+                results[server.config.name].append(result)
+                print(
+                    f"round {round_number + 1} {server.config.name:<16} {result.requests_per_s:8.0f} req/s  "
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                    f"server CPU {result.cpu_ms_per_request:5.2f} ms/request  errors {result.errors}",
+                    flush=True,
+                )
+    finally:
+        for server in servers:
+            server.stop()
+
+    baseline_rps = statistics.median(r.requests_per_s for r in results["baseline"])
+    print()
+    # Other work on the machine takes cores from both servers, and hurts the baseline most (two torch threads).
+    print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print(f"| {'setup':<16} | workers | threads | gRPC | req/s | p50 ms | p99 ms | CPU ms/req | errors | vs baseline |")
+    print(f"|{'-' * 18}|---------|---------|------|-------|--------|--------|------------|--------|-------------|")
+    for config in configs:
+        runs = results[config.name]
+        rps = statistics.median(r.requests_per_s for r in runs)
+        p50 = statistics.median(r.p50_ms for r in runs)
+        p99 = statistics.median(r.p99_ms for r in runs)
+        cpu = statistics.median(r.cpu_ms_per_request for r in runs)
+        errors = sum(r.errors for r in runs)
+        print(
+            f"| {config.name:<16} | {config.workers:>7} | {config.threads:>7} | {config.grpc_workers:>4} | "
+            f"{rps:5.0f} | {p50:6.2f} | {p99:6.2f} | {cpu:10.2f} | {errors:>6} | {rps / baseline_rps:10.2f}x |"
+        )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
