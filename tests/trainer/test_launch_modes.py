@@ -1,0 +1,114 @@
+"""Real DDP: the trainer run as torchrun would, as a PyTorchJob's pods do, and alone (gloo, CPU)."""
+
+import json
+import stat
+import subprocess
+
+import pytest
+import torch
+from support.processes import free_port
+from trainer_runs import TIMEOUT, debug_dumps, files_under, python_module, run, torchrun, trainer_args, trainer_env
+
+from mnist_ddp import model_store
+from mnist_ddp.checkpoint import load_checkpoint
+from mnist_ddp.model import build_model
+
+pytestmark = pytest.mark.slow
+
+TRAIN_IMAGES = 320  # the mnist_dir fixture
+
+
+def assert_published(out, world_size: int, backend: str) -> dict:
+    """The model root holds exactly one complete version, named by LATEST; return its metadata."""
+    root = out / "models"
+    version = model_store.read_latest(root)
+    assert sorted(p.name for p in root.iterdir()) == sorted([model_store.LATEST, version])
+    metadata = json.loads((root / version / "metadata.json").read_text())
+    assert metadata["sha256"] == model_store.sha256_file(root / version / "model.pt")
+    state = torch.load(root / version / "model.pt", weights_only=True)
+    build_model(metadata["architecture"]).load_state_dict(state)
+    assert (metadata["world_size"], metadata["backend"], metadata["device_type"]) == (world_size, backend, "cpu")
+    assert metadata["version"] == version
+    assert metadata["class_names"] == [str(i) for i in range(10)]
+    assert metadata["input"]["shape"] == [1, 28, 28] and metadata["input"]["value_range"] == [0.0, 1.0]
+    assert metadata["metrics"]["eval_split"] == "test" and metadata["metrics"]["eval_images"] == 64
+    assert 0 <= metadata["metrics"]["test_accuracy"] <= 1 and metadata["epochs"] == 3
+    return metadata
+
+
+def assert_loss_falls(out) -> None:
+    history = load_checkpoint(out / "checkpoints")["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["eval_loss"] < history[0]["eval_loss"]
+
+
+def assert_two_ranks_agree(out) -> None:
+    """Identical models (parameters and buffers), disjoint shards of equal size that together cover all images."""
+    dumps = debug_dumps(out)
+    assert sorted(dumps) == [0, 1]
+    assert dumps[0]["parameters_sha256"] == dumps[1]["parameters_sha256"]
+    assert dumps[0]["state_sha256"] == dumps[1]["state_sha256"]
+    assert sorted(dumps[0]["train_indices"]) == ["0", "1", "2"]
+    for epoch in ("0", "1", "2"):
+        shard0, shard1 = set(dumps[0]["train_indices"][epoch]), set(dumps[1]["train_indices"][epoch])
+        assert len(shard0) == len(shard1) == TRAIN_IMAGES // 2
+        assert not shard0 & shard1
+        assert shard0 | shard1 == set(range(TRAIN_IMAGES))
+    assert dumps[0]["train_indices"]["0"] != dumps[0]["train_indices"]["1"]
+
+
+def test_torchrun_two_processes(tmp_path, mnist_dir):
+    out = tmp_path
+    argv = [*torchrun(2, free_port()), *trainer_args(mnist_dir, out, f"--tensorboard-dir={out / 'tb'}")]
+    proc = run(argv, trainer_env())
+    assert_published(out, world_size=2, backend="gloo")
+    assert_loss_falls(out)
+    assert_two_ranks_agree(out)
+    assert all(d["threads"] == 1 for d in debug_dumps(out).values())
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1
+    epoch_lines = [line for line in proc.stdout.splitlines() if " epoch 3/3: train loss" in line]
+    assert len(epoch_lines) == 1 and "rank0" in epoch_lines[0], proc.stdout[-3000:]
+    assert "images/s" in epoch_lines[0] and "epoch time" in epoch_lines[0]
+
+
+def test_plain_processes_with_the_operators_variables(tmp_path, mnist_dir):
+    """What a PyTorchJob Master and Worker pod run: `python -m mnist_ddp`, MASTER_ADDR/PORT, WORLD_SIZE, RANK.
+
+    Rank 1 runs with umask 077 and rank 0 with 022: a file of mode 0600 in the outputs would
+    have been written by rank 1.
+    """
+    out = tmp_path
+    port = str(free_port())
+    argv = trainer_args(mnist_dir, out, f"--tensorboard-dir={out / 'tb'}")
+    procs = []
+    for rank, umask in ((0, 0o022), (1, 0o077)):
+        env = trainer_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(rank))
+        procs.append(
+            subprocess.Popen(
+                [*python_module(umask), *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = []
+    for proc in procs:
+        outputs.append(proc.communicate(timeout=TIMEOUT)[0])
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-4000:]
+    assert_published(out, world_size=2, backend="gloo")
+    assert_loss_falls(out)
+    assert_two_ranks_agree(out)
+    written = files_under(out / "models") + files_under(out / "checkpoints") + files_under(out / "tb")
+    assert len(written) == 5, written
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o044, f"{path} was written by rank 1"
+    assert " epoch 3/3: " in outputs[0]
+    assert "INFO" not in outputs[1], outputs[1][-3000:]
+
+
+def test_single_process_without_launch_variables(tmp_path, mnist_dir):
+    out = tmp_path
+    proc = run([*python_module(), *trainer_args(mnist_dir, out)], trainer_env(OMP_NUM_THREADS="2"))
+    assert_published(out, world_size=1, backend="none")
+    assert_loss_falls(out)
+    assert "backend none (single process)" in proc.stdout and "2 CPU threads" in proc.stdout
+    assert debug_dumps(out)[0]["threads"] == 2
