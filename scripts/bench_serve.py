@@ -208,7 +208,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per setup (default: 3)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="GUNICORN_WORKERS of ours (default: 2)")
-    parser.add_argument("--threads", type=int, default=2, help="GUNICORN_THREADS of ours (default: 2)")
+    parser.add_argument("--threads", type=int, default=1, help="GUNICORN_THREADS of ours (default: 1)")
     parser.add_argument("--grpc-workers", type=int, default=0, help="GRPC_WORKERS of ours (default: 0)")
     parser.add_argument("--floor", action="store_true", help="also measure a model that does no work (default: off)")
     parser.add_argument(
