@@ -97,7 +97,11 @@ def frontend_url(model_server, mnist_dir, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)")
+        message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
+        # CI installs it (.ci/run), so there a missing browser fails; elsewhere the rest of `make test` still runs.
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
