@@ -78,7 +78,7 @@ lint: $(VENV)/tools/.installed ## ruff (lint + format), yamllint, shellcheck, ha
 	$(VENV)/tools/bin/ruff check .
 	$(VENV)/tools/bin/ruff format --check .
 	$(VENV)/tools/bin/yamllint --strict -c .yamllint.yaml .
-	$(VENV)/tools/bin/shellcheck $(SHELL_SCRIPTS)
+	$(VENV)/tools/bin/shellcheck --external-sources --source-path=SCRIPTDIR $(SHELL_SCRIPTS)
 	$(VENV)/tools/bin/hadolint $(DOCKERFILES)
 
 .PHONY: format

@@ -48,36 +48,8 @@ Examples:
 EOF
 }
 
-die() {
-  echo "deploy.sh: $*" >&2
-  exit 2
-}
-
-# Print an argument so that the printed command can be pasted into a shell.
-quote() {
-  case $1 in
-    '') printf "''" ;;
-    *[!A-Za-z0-9_./:=,@%+-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-
-# Print a command prefixed with "+ ".
-run_printed_only() {
-  local arg line="+"
-  for arg in "$@"; do
-    line+=" $(quote "$arg")"
-  done
-  echo "$line"
-}
-
-# Print a command prefixed with "+ ", then run it unless --dry-run.
-run() {
-  run_printed_only "$@"
-  if [[ $DRY_RUN == 0 ]]; then
-    "$@"
-  fi
-}
+# shellcheck source=lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh"
 
 # An image reference without its tag or digest: ghcr.io:443/you/mnist-trainer:1-cpu -> ghcr.io:443/you/mnist-trainer
 image_name() {
@@ -200,7 +172,7 @@ show_job_logs() {
 # Prints the `kubectl wait` a person would type; runs the same wait in 15 s slices instead, because
 # `kubectl wait --for=condition=Succeeded` alone would sit out the whole timeout on a failed job.
 wait_for_job() {
-  run_printed_only kubectl wait --for=condition=Succeeded "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} "--timeout=$TIMEOUT"
+  print_command kubectl wait --for=condition=Succeeded "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} "--timeout=$TIMEOUT"
   if [[ $DRY_RUN == 1 ]]; then
     return
   fi

@@ -40,31 +40,8 @@ Examples:
 EOF
 }
 
-die() {
-  echo "setup-cluster.sh: $*" >&2
-  exit 2
-}
-
-# Print an argument so that the printed command can be pasted into a shell.
-quote() {
-  case $1 in
-    '') printf "''" ;;
-    *[!A-Za-z0-9_./:=,@%+-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-
-# Print a command prefixed with "+ ", then run it unless --dry-run.
-run() {
-  local arg line="+"
-  for arg in "$@"; do
-    line+=" $(quote "$arg")"
-  done
-  echo "$line"
-  if [[ $DRY_RUN == 0 ]]; then
-    "$@"
-  fi
-}
+# shellcheck source=lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh"
 
 need() {
   local tool

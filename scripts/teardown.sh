@@ -32,31 +32,8 @@ EOF
 
 readonly TRAINING_OPERATOR_MANIFESTS="github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.4"
 
-die() {
-  echo "teardown.sh: $*" >&2
-  exit 2
-}
-
-# Print an argument so that the printed command can be pasted into a shell.
-quote() {
-  case $1 in
-    '') printf "''" ;;
-    *[!A-Za-z0-9_./:=,@%+-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
-    *) printf '%s' "$1" ;;
-  esac
-}
-
-# Print a command prefixed with "+ ", then run it unless --dry-run.
-run() {
-  local arg line="+"
-  for arg in "$@"; do
-    line+=" $(quote "$arg")"
-  done
-  echo "$line"
-  if [[ $DRY_RUN == 0 ]]; then
-    "$@"
-  fi
-}
+# shellcheck source=lib/cli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh"
 
 # kind/name of every object the overlay renders, one per line, e.g. persistentvolumeclaim/mnist-pvc.
 rendered_objects() {
