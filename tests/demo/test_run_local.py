@@ -83,7 +83,7 @@ class Runner:
 
 
 def test_from_nothing_to_a_prediction_through_the_frontend(tmp_path, mnist_dir):
-    overlay = write_overlay(tmp_path / "short-training", [trainer_args_patch("--epochs=2")])
+    overlay = write_overlay(tmp_path / "short-training", [trainer_args_patch("--epochs=2", "--batch-size=32")])
     frontend_port, model_port = free_port(), free_port()
     demo_dir = tmp_path / "demo"
     args = ["--overlay", overlay, "--demo-dir", demo_dir, "--mnist-dir", mnist_dir]

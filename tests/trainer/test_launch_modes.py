@@ -112,3 +112,12 @@ def test_single_process_without_launch_variables(tmp_path, mnist_dir):
     assert_loss_falls(out)
     assert "backend none (single process)" in proc.stdout and "2 CPU threads" in proc.stdout
     assert debug_dumps(out)[0]["threads"] == 2
+
+
+def test_too_few_steps_for_the_schedule_is_a_clear_error(tmp_path, mnist_dir):
+    argv = [*python_module(), *trainer_args(mnist_dir, tmp_path, "--batch-size=512", "--epochs=1")]
+    proc = subprocess.run(argv, env=trainer_env(), capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "give 1 step(s) per epoch" in proc.stdout and "use a smaller --batch-size" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "models").exists()

@@ -22,6 +22,8 @@ from mnist_ddp.model import ARCHITECTURE, IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM
 log = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 1000
+# OneCycleLR's warm-up phase (a quarter of the steps) must span at least one step.
+MIN_SCHEDULE_STEPS = 8
 CHECKPOINT_FORMAT = 1
 
 
@@ -101,9 +103,16 @@ class Trainer:
             weight_decay=config.weight_decay,
             foreach=True,
         )
-        self.scheduler = OneCycleLR(
-            self.optimizer, max_lr=config.lr, total_steps=config.epochs * len(self.train_data), pct_start=0.25
-        )
+        total_steps = config.epochs * len(self.train_data)
+        if total_steps < MIN_SCHEDULE_STEPS:
+            per_rank_batch = config.batch_size // ctx.world_size
+            raise ValueError(
+                f"{self.train_images} training images give {len(self.train_data)} step(s) per epoch at a per-rank "
+                f"batch of {per_rank_batch} (--batch-size {config.batch_size} over {ctx.world_size} rank(s)), "
+                f"{total_steps} in {config.epochs} epoch(s): the one-cycle schedule needs at least "
+                f"{MIN_SCHEDULE_STEPS}; use a smaller --batch-size or more --epochs"
+            )
+        self.scheduler = OneCycleLR(self.optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=0.25)
         self.epochs_run = 0
         self.history: list[dict] = []
         self.published_version: str | None = None
