@@ -51,16 +51,9 @@ def predict(url: str, image: bytes, timeout: float) -> Prediction:
     body = json.dumps({"binData": base64.b64encode(image).decode("ascii")}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            answer = response.read()
+        answer = _send(request, url, timeout)
     except urllib.error.HTTPError as exc:
         raise _http_error(exc) from None
-    except TimeoutError:
-        raise _timeout(url, timeout) from None
-    except urllib.error.URLError as exc:
-        raise _connection_error(url, exc.reason, timeout) from None
-    except OSError as exc:
-        raise SeldonError(502, f"the model server at {_origin(url)} broke off the connection ({exc})") from None
     return parse_prediction(answer)
 
 
@@ -68,10 +61,18 @@ def check_reachable(url: str, timeout: float) -> None:
     """Return if the server behind `url` answers HTTP at all (any status); raise SeldonError if not."""
     request = urllib.request.Request(url, method="GET")
     try:
-        with _OPENER.open(request, timeout=timeout):
-            pass
+        _send(request, url, timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
+
+
+def _send(request: urllib.request.Request, url: str, timeout: float) -> bytes:
+    """Return the response body; HTTP error statuses raise HTTPError, every other failure SeldonError."""
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError:
+        raise
     except TimeoutError:
         raise _timeout(url, timeout) from None
     except urllib.error.URLError as exc:
