@@ -87,12 +87,15 @@ format: $(VENV)/tools/.installed ## Apply ruff's formatting and safe fixes.
 	$(VENV)/tools/bin/ruff format .
 
 # --- benchmarks (figures recorded in docs/benchmarks.md) -----------------------
-.PHONY: bench-train bench-serve
+.PHONY: bench-train bench-serve bench-forward
 bench-train: $(VENV)/trainer/.installed ## Training: 1x2 threads vs DDP 2x1 throughput, time to 98.5% on the 5k sample.
 	$(VENV)/trainer/bin/python scripts/bench_train.py
 
 bench-serve: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Serving: wrk, 8 connections, ours vs the original tutorial's configuration.
 	$(VENV)/serving/bin/python scripts/bench_serve.py
+
+bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: single-image forward on one thread, ours (plain and fused) vs pytorch/examples.
+	$(VENV)/serving/bin/python scripts/bench_forward.py
 
 # --- cluster helpers (see docs/01..05) -----------------------------------------
 .PHONY: images

@@ -91,7 +91,7 @@ def main() -> None:
         help="the 5k sample (default: $MNIST_DIR, else ../shared/data/mnist-5k)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (default: 3)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per throughput run (default: 3)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per throughput run (default: 8)")
     parser.add_argument("--target", type=float, default=98.5, help="held-out accuracy target in %% (default: 98.5)")
     args = parser.parse_args()
     if not (args.data_dir / "train-images-idx3-ubyte.gz").exists():

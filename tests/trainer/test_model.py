@@ -1,12 +1,13 @@
-"""The model definition that serving imports: shapes, dtype, names."""
+"""The model definition that serving imports: shapes, dtype, names, and its fused inference form."""
 
 import subprocess
 
 import pytest
 import torch
 from support.processes import component_env, venv_bin
+from torch import nn
 
-from mnist_ddp.model import ARCHITECTURE, MnistNet, build_model
+from mnist_ddp.model import ARCHITECTURE, MnistNet, build_model, fuse_for_inference
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -46,3 +47,47 @@ def test_model_imports_without_the_training_code():
     assert "torchvision" not in out.stdout
     assert "mnist_ddp.trainer" not in out.stdout
     assert "mnist_ddp.data" not in out.stdout
+
+
+def _model_with_learned_statistics() -> MnistNet:
+    """A model whose BatchNorm layers hold non-trivial statistics and affine parameters, as after training."""
+    torch.manual_seed(3)
+    model = MnistNet().train()
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.rand(16, 1, 28, 28) * torch.rand(16, 1, 1, 1))
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_fused_model_gives_the_logits_of_the_eval_model(batch):
+    model = _model_with_learned_statistics()
+    fused = fuse_for_inference(model)
+    images = torch.rand(batch, 1, 28, 28)
+    with torch.inference_mode():
+        expected = model(images)
+    logits = fused(images)
+    assert logits.shape == (batch, 10)
+    assert not logits.requires_grad
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_model_ignores_later_changes_to_the_trained_model():
+    model = _model_with_learned_statistics()
+    fused = fuse_for_inference(model)
+    images = torch.rand(2, 1, 28, 28)
+    before = fused(images)
+    with torch.no_grad():
+        model.features[0].weight.zero_()
+    torch.testing.assert_close(fused(images), before)
+
+
+def test_fusing_refuses_a_padded_first_convolution():
+    model = MnistNet()
+    model.features[0].padding = (1, 1)
+    with pytest.raises(ValueError, match="unpadded Conv2d"):
+        fuse_for_inference(model)
