@@ -9,10 +9,13 @@ processes are started on free ports:
   ours      MnistClassifier serving MnistNet, published to a temporary model root,
             with the worker settings of the SeldonDeployment
 
-Optional rows: --floor adds a server that answers without doing any work
-(scripts/bench_serve/ConstantModel.py) with the same settings as ours, the cost of
-seldon-core itself; --baseline-one-thread adds the baseline with OMP_NUM_THREADS=1,
-which separates what torch's default of one thread per core costs on a busy machine.
+Optional rows: --floor adds, with the same settings as ours, a server that answers
+without doing any work (scripts/bench_serve/ConstantModel.py), the cost of seldon-core
+itself, and one that only decodes and checks the input as ours does
+(scripts/bench_serve/InputOnlyModel.py); --metrics-unbuffered adds ours with Seldon's own
+metrics update on every request (metrics_flush_s=0, see serving/metrics_buffer.py);
+--baseline-one-thread adds the baseline with OMP_NUM_THREADS=1, which separates what
+torch's default of one thread per core costs on a busy machine.
 The servers are measured in alternation for --rounds rounds; the table shows medians.
 
     .venv/serving/bin/python scripts/bench_serve.py [--duration 10] [--connections 8] [--rounds 3]
@@ -50,6 +53,8 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[{body}]==]
 """
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+# The classifier container's environment in base/serving-seldondeployment.yaml, besides the worker counts.
+OURS_ENV = {"OMP_NUM_THREADS": "1", "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
 
 
 @dataclass
@@ -210,7 +215,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="GUNICORN_WORKERS of ours (default: 2)")
     parser.add_argument("--threads", type=int, default=1, help="GUNICORN_THREADS of ours (default: 1)")
     parser.add_argument("--grpc-workers", type=int, default=0, help="GRPC_WORKERS of ours (default: 0)")
-    parser.add_argument("--floor", action="store_true", help="also measure a model that does no work (default: off)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure a model that does no work and one that only checks the input (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-unbuffered",
+        action="store_true",
+        help="also measure ours with Seldon's metrics update on every request (default: off)",
+    )
     parser.add_argument(
         "--baseline-one-thread",
         action="store_true",
@@ -240,21 +254,29 @@ def main() -> None:
     ours = [(args.workers, args.threads, args.grpc_workers)]
     ours += [tuple(int(v) for v in spec.split(",")) for spec in args.also]
     ours = list(dict.fromkeys(ours))
+    parameters = [{"name": "model_root", "value": str(model_root), "type": "STRING"}]
+    ours_path = [REPO / "serving", REPO / "trainer"]
     configs = [
         Config("baseline", "BaselineMnist", [REPO / "scripts" / "bench_serve"], 1, 1, 1, []),
         *(
-            Config(
-                f"ours-w{w}-t{t}-g{g}",
-                "MnistClassifier",
-                [REPO / "serving", REPO / "trainer"],
-                w,
-                t,
-                g,
-                [{"name": "model_root", "value": str(model_root), "type": "STRING"}],
-            )
+            Config(f"ours-w{w}-t{t}-g{g}", "MnistClassifier", ours_path, w, t, g, parameters, OURS_ENV)
             for w, t, g in ours
         ),
     ]
+    if args.metrics_unbuffered:
+        unbuffered = [*parameters, {"name": "metrics_flush_s", "value": "0", "type": "FLOAT"}]
+        configs.append(
+            Config(
+                "ours-unbuffered",
+                "MnistClassifier",
+                ours_path,
+                args.workers,
+                args.threads,
+                args.grpc_workers,
+                unbuffered,
+                OURS_ENV,
+            )
+        )
     if args.baseline_one_thread:
         configs.insert(
             1,
@@ -270,17 +292,18 @@ def main() -> None:
             ),
         )
     if args.floor:
-        configs.append(
+        configs += [
             Config(
-                "seldon-floor",
-                "ConstantModel",
-                [REPO / "scripts" / "bench_serve"],
+                name,
+                interface,
+                [REPO / "scripts" / "bench_serve", REPO / "serving"],
                 args.workers,
                 args.threads,
                 args.grpc_workers,
                 [],
             )
-        )
+            for name, interface in (("seldon-floor", "ConstantModel"), ("input-floor", "InputOnlyModel"))
+        ]
     load_before = os.getloadavg()[0]
     print(f"model {ARCHITECTURE} {version}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s")
     servers = [Server(config, work) for config in configs]

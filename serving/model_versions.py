@@ -15,10 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from mnist_ddp import model_store
-from mnist_ddp.model import build_model
+from mnist_ddp.model import FusedMnistNet, build_model, fuse_for_inference
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ class LoadedModel:
     """One verified model version, ready for inference."""
 
     version: str
-    model: torch.nn.Module
+    model: FusedMnistNet
     metadata: dict = field(repr=False)
 
 
@@ -44,10 +42,8 @@ def load_version(model_root: str | Path, version: str) -> LoadedModel:
         model.load_state_dict(state_dict)
     except (ValueError, RuntimeError) as exc:
         raise model_store.ModelCorruptError(f"version {version} cannot be loaded: {exc}") from exc
-    # Channels-last makes PyTorch's CPU max-pooling and convolutions several times cheaper on
-    # single small images (about 30% of MnistNet's forward); the numbers are the same.
-    model = model.to(memory_format=torch.channels_last).eval()
-    return LoadedModel(version, model, metadata)
+    # The folded form answers a single image in about a third of the time of the module (make bench-forward).
+    return LoadedModel(version, fuse_for_inference(model), metadata)
 
 
 class ModelWatcher:

@@ -1,6 +1,7 @@
 """MnistClassifier in-process, called the way Seldon calls it: input forms, readiness, versions, metrics."""
 
 import base64
+import gc
 import threading
 
 import numpy as np
@@ -175,6 +176,14 @@ def test_init_metadata_passes_seldon_validation():
     metadata = validate_model_metadata(MnistClassifier().init_metadata())
     assert metadata["custom"]["max_batch"] == "64"
     assert {i["messagetype"] for i in metadata["inputs"]} == {"ndarray", "tensor", "binData"}
+
+
+def test_load_takes_what_the_worker_holds_out_of_garbage_collection(published_root):
+    gc.unfreeze()
+    classifier = MnistClassifier(model_root=str(published_root), poll_interval_s=3600)
+    assert gc.get_freeze_count() == 0
+    classifier.load()
+    assert gc.get_freeze_count() > 10_000, "torch's and the model's objects are frozen after load()"
 
 
 def test_constructor_does_no_work_before_the_fork(tmp_path):

@@ -2,6 +2,8 @@
 
 import base64
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -196,10 +198,44 @@ def test_wrong_path_or_method_is_4xx_not_500(server, method, path):
     assert response.json()["status"]["info"]
 
 
+def exported_predictions(server) -> tuple[float, str]:
+    """The sum of mnist_predictions_total over classes and workers on /metrics, and the whole text."""
+    text = requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    total = sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("mnist_predictions_total{")
+    )
+    return total, text
+
+
+def wait_for_exported_predictions(server, expected: float, timeout: float = 5.0) -> str:
+    """Poll /metrics until it counts `expected` predictions: workers hand over their metrics once a second."""
+    deadline = time.monotonic() + timeout
+    total, text = exported_predictions(server)
+    while total != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        total, text = exported_predictions(server)
+    assert total == expected, f"/metrics counts {total} predictions, expected {expected}"
+    return text
+
+
+def test_metrics_count_every_prediction_once(server, digits):
+    images, _ = digits
+    time.sleep(1.5)  # what earlier tests predicted has been handed over by now
+    before, _ = exported_predictions(server)
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(
+            pool.map(lambda n: answer(server.predict({"data": {"ndarray": images[:n].tolist()}})), range(1, 9))
+        )
+    assert len(batches) == 8
+    wait_for_exported_predictions(server, before + sum(range(1, 9)))
+
+
 def test_server_healthy_after_bad_requests_and_metrics_exported(server, digits):
     assert server.health().status_code == 200
+    time.sleep(1.5)
+    before, _ = exported_predictions(server)
     answer(server.predict({"data": {"ndarray": digits[0][:2].tolist()}}))
-    metrics = requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).text
+    metrics = wait_for_exported_predictions(server, before + 2)
     assert 'mnist_predictions_total{class="' in metrics
     version = server.health().json()["jsonData"]["model_version"]
     served = [line for line in metrics.splitlines() if line.startswith("mnist_model_version_info{")]
