@@ -11,7 +11,8 @@ processes are started on free ports:
 
 Optional rows: --floor adds, with the same settings as ours, a server that answers
 without doing any work (scripts/bench_serve/ConstantModel.py), the cost of seldon-core
-itself, and one that only decodes and checks the input as ours does
+itself, the same with our metrics buffer (the floor under ours), and one that only
+decodes and checks the input as ours does
 (scripts/bench_serve/InputOnlyModel.py); --metrics-unbuffered adds ours with Seldon's own
 metrics update on every request (metrics_flush_s=0, see serving/metrics_buffer.py);
 --baseline-one-thread adds the baseline with OMP_NUM_THREADS=1, which separates what
@@ -300,9 +301,13 @@ def main() -> None:
                 args.workers,
                 args.threads,
                 args.grpc_workers,
-                [],
+                floor_parameters,
             )
-            for name, interface in (("seldon-floor", "ConstantModel"), ("input-floor", "InputOnlyModel"))
+            for name, interface, floor_parameters in (
+                ("seldon-floor", "ConstantModel", []),
+                ("floor-buffered", "ConstantModel", [{"name": "metrics_flush_s", "value": "1.0", "type": "FLOAT"}]),
+                ("input-floor", "InputOnlyModel", []),
+            )
         ]
     load_before = os.getloadavg()[0]
     print(f"model {ARCHITECTURE} {version}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s")

@@ -2,7 +2,9 @@
 
 `bench_serve.py --floor` serves it with the same settings as ours, so the table
 shows how much of a request is Seldon (HTTP, JSON, its shared metrics process)
-and how much is the classifier.
+and how much is the classifier. With `metrics_flush_s` > 0 it installs our
+metrics buffer (serving/metrics_buffer.py) as MnistClassifier does: the floor
+under our server.
 """
 
 CLASS_NAMES = [str(i) for i in range(10)]
@@ -10,6 +12,12 @@ CLASS_NAMES = [str(i) for i in range(10)]
 
 class ConstantModel:
     """Answers every prediction request with the same ten probabilities, without reading it."""
+
+    def __init__(self, metrics_flush_s: float = 0.0):
+        if float(metrics_flush_s) > 0:
+            import metrics_buffer
+
+            metrics_buffer.install(float(metrics_flush_s))
 
     def predict_raw(self, request) -> dict:
         """A fixed answer in the shape MnistClassifier gives."""
