@@ -84,6 +84,11 @@ class Result:
     cpu_ms_per_request: float = 0.0
 
 
+def flush_parameter(seconds: float) -> dict:
+    """The model parameter metrics_flush_s (see serving/metrics_buffer.py) as Seldon passes it."""
+    return {"name": "metrics_flush_s", "value": str(seconds), "type": "FLOAT"}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
@@ -265,7 +270,7 @@ def main() -> None:
         ),
     ]
     if args.metrics_unbuffered:
-        unbuffered = [*parameters, {"name": "metrics_flush_s", "value": "0", "type": "FLOAT"}]
+        unbuffered = [*parameters, flush_parameter(0)]
         configs.append(
             Config(
                 "ours-unbuffered",
@@ -305,7 +310,7 @@ def main() -> None:
             )
             for name, interface, floor_parameters in (
                 ("seldon-floor", "ConstantModel", []),
-                ("floor-buffered", "ConstantModel", [{"name": "metrics_flush_s", "value": "1.0", "type": "FLOAT"}]),
+                ("floor-buffered", "ConstantModel", [flush_parameter(1.0)]),
                 ("input-floor", "InputOnlyModel", []),
             )
         ]

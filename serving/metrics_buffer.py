@@ -92,6 +92,9 @@ def install(interval_s: float = FLUSH_INTERVAL_S) -> bool:
     def buffer_of(metrics_store: SeldonMetrics) -> WorkerMetricsBuffer:
         # One buffer and one flushing thread per process and store, started after the fork.
         slot = (os.getpid(), id(metrics_store))
+        buffer = buffers.get(slot)
+        if buffer is not None:
+            return buffer  # every request but a worker's first: no lock taken
         with buffers_lock:
             buffer = buffers.get(slot)
             if buffer is None:

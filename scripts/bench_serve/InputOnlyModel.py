@@ -5,9 +5,8 @@ ConstantModel is what decoding the 784 pixel values into a checked array costs, 
 the difference to ours is what the model (and its metrics and answer) costs.
 """
 
+from ConstantModel import CLASS_NAMES
 from request_validation import parse_json_request
-
-CLASS_NAMES = [str(i) for i in range(10)]
 
 
 class InputOnlyModel:

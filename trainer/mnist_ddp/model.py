@@ -97,7 +97,7 @@ def fuse_for_inference(model: MnistNet) -> FusedMnistNet:
             # conv(w, (x - m) / s) = conv(w / s, x) - (m / s) * sum(w): exact because conv1 has no padding.
             bias = bias - (MNIST_MEAN / MNIST_STD) * weight.sum(dim=(1, 2, 3))
             weight = weight / MNIST_STD
-        convs.append((weight.detach().clone(), bias.detach().clone(), conv.stride[0]))
+        convs.append((weight, bias, conv.stride[0]))  # new tensors, computed without grad
     linear = model.classifier[1]
     channels = convs[-1][0].shape[0]
     # Flatten orders features (channel, row, column): the layout of a convolution weight.
