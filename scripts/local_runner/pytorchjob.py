@@ -7,9 +7,15 @@ named `pytorchjob-port`, default 23456), WORLD_SIZE (replicas x nprocPerNode), R
 for the Master, i + 1 for Worker i), PET_NPROC_PER_NODE (`nprocPerNode`, default "auto"),
 PET_NODE_RANK (= RANK) and PET_NNODES (replicas).
 
-Lifecycle: the job succeeds when the Master exits 0. A replica that fails is restarted
-under `OnFailure` (and under `ExitCode` for exit codes >= 128) while the job's total
-restarts stay below `runPolicy.backoffLimit`; then the job fails. `Never` fails at once.
+Init containers: the operator adds `init-pytorch` to every Worker (its image waits until the
+Master's Service name resolves); here that name always resolves to 127.0.0.1, so the step is
+checked against the host map instead of being run.
+
+Lifecycle: the job succeeds when the Master exits 0; Workers still running then are left
+alone, as the operator leaves them. A replica that fails is restarted under `OnFailure` (and
+under `ExitCode` for exit codes >= 128). The operator fails the job as soon as the restart
+counts of its pods add up to `runPolicy.backoffLimit` (core.PastBackoffLimit: restarts >=
+limit), so the failure that would make that count is the last. `Never` fails at once.
 """
 
 import time
@@ -35,7 +41,7 @@ PORT_NAME = "pytorchjob-port"
 DEFAULT_PORT = 23456
 REPLICA_TYPES = ("Master", "Worker")
 RESTART_DELAY_SECONDS = 1.0
-WORKER_EXIT_GRACE_SECONDS = 10.0
+INIT_CONTAINER = "init-pytorch"
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Replica:
     index: int
     restart_policy: str
     plan: ContainerPlan
+    init_containers: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -125,7 +132,7 @@ def operator_env(job: dict, rtype: str, index: int, local_master_port: int) -> l
     rank = index + 1 if rtype == "Worker" else index
     master = f"{name}-master-0"
     return [
-        ("PYTHONUNBUFFERED", "0"),
+        ("PYTHONUNBUFFERED", "1"),
         ("MASTER_PORT", str(local_master_port)),
         ("PET_MASTER_PORT", str(local_master_port)),
         ("MASTER_ADDR", master),
@@ -183,7 +190,12 @@ def plan_job(
                 hosts=hosts,
                 rendering=rendering,
             )
-            replicas.append(Replica(rtype, index, policy, plan))
+            init = ()
+            if rtype == "Worker":
+                if hosts.service_of(f"{name}-master-0") is None:
+                    raise RefusedError(where, f"{INIT_CONTAINER} would wait forever: {name}-master-0 does not resolve")
+                init = (INIT_CONTAINER,)
+            replicas.append(Replica(rtype, index, policy, plan, init))
     deadline = run_policy.get("activeDeadlineSeconds")
     return JobPlan(workload, replicas, int(run_policy["backoffLimit"]), float(deadline) if deadline else None)
 
@@ -210,14 +222,13 @@ def run_job(plan: JobPlan, supervisor: Supervisor, console: Console) -> None:
                 plan.workload, f"ran past activeDeadlineSeconds ({plan.active_deadline_seconds:.0f} s): job Failed"
             )
         if processes[0].poll() == 0:
-            _finish_workers(processes[1:], console, plan.workload)
             console.say(f"{plan.workload}: Master exited 0: job Succeeded")
             return
         for replica, process in zip(plan.replicas, processes, strict=True):
             code = process.poll()
             if code is None or code == 0:
                 continue
-            if _restartable(replica, code) and restarts < plan.backoff_limit:
+            if _restartable(replica, code) and restarts + 1 < plan.backoff_limit:
                 restarts += 1
                 console.say(
                     f"{plan.workload}: {replica.name} {describe_exit(code)}; restart {restarts} of {plan.backoff_limit}"
@@ -230,21 +241,11 @@ def run_job(plan: JobPlan, supervisor: Supervisor, console: Console) -> None:
             reason = (
                 f"restartPolicy {replica.restart_policy}"
                 if not _restartable(replica, code)
-                else f"{restarts} restarts reached backoffLimit {plan.backoff_limit}"
+                else f"restart {restarts + 1} would reach backoffLimit {plan.backoff_limit}"
             )
             raise WorkloadFailedError(
                 plan.workload, f"{replica.name} {describe_exit(code)} ({reason}): job Failed", lines
             )
-
-
-def _finish_workers(workers: list[Process], console: Console, workload: str) -> None:
-    deadline = time.monotonic() + WORKER_EXIT_GRACE_SECONDS
-    while any(w.poll() is None for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for worker in workers:
-        if worker.poll() is None:
-            console.say(f"{workload}: {worker.plan.label} still running after the Master finished; stopping it")
-            worker.stop()
 
 
 def _stop(processes: list[Process]) -> None:

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_runner import pytorchjob
 from local_runner.errors import WorkloadFailedError
 from local_runner.podspec import ContainerPlan
 from local_runner.pytorchjob import JobPlan, Replica, run_job
@@ -49,12 +48,19 @@ def run(replicas: list[Replica], backoff_limit: int) -> str:
     return out.getvalue()
 
 
-def test_the_job_succeeds_when_the_master_exits_0_and_running_workers_are_stopped(monkeypatch):
-    monkeypatch.setattr(pytorchjob, "WORKER_EXIT_GRACE_SECONDS", 0.5)
-    output = run([replica("Master", "print('done')"), replica("Worker", "import time; time.sleep(600)")], 3)
-    assert "[master] done" in output
-    assert "Master exited 0: job Succeeded" in output
-    assert "Worker still running after the Master finished; stopping it" in output
+def test_the_job_succeeds_when_the_master_exits_0_and_running_workers_are_left_alone():
+    out = io.StringIO()
+    console = Console(out)
+    supervisor = Supervisor(console)
+    master, worker = replica("Master", "print('done')"), replica("Worker", "import time; time.sleep(600)")
+    try:
+        run_job(JobPlan("PyTorchJob/test", [master, worker], 3, None), supervisor, console)
+        assert "Master exited 0: job Succeeded" in out.getvalue()
+        # The Training Operator does not stop Workers when the Master succeeds (cleanPodPolicy None keeps them).
+        assert supervisor.processes[-1].poll() is None
+    finally:
+        supervisor.stop_all()
+    assert "[master] done" in out.getvalue()
 
 
 def test_a_failed_replica_is_restarted_under_on_failure(tmp_path):
@@ -64,13 +70,21 @@ def test_a_failed_replica_is_restarted_under_on_failure(tmp_path):
     assert "job Succeeded" in output
 
 
-def test_the_job_fails_once_restarts_reach_the_backoff_limit():
+def test_the_job_fails_when_the_next_restart_would_reach_the_backoff_limit(tmp_path):
+    # The operator fails the job once its pods' restart counts add up to backoffLimit: with a limit of 3,
+    # a replica runs at most 3 times (2 restarts), and the third failure ends the job.
+    counter = tmp_path / "runs"
+    code = (
+        f"import pathlib; p = pathlib.Path({str(counter)!r}); "
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); print('bad flag'); raise SystemExit(2)"
+    )
     with pytest.raises(WorkloadFailedError) as info:
-        run([replica("Master", "print('bad flag'); raise SystemExit(2)")], 2)
+        run([replica("Master", code)], 3)
     assert str(info.value) == (
-        "PyTorchJob/test: Master-0 exited with code 2 (2 restarts reached backoffLimit 2): job Failed"
+        "PyTorchJob/test: Master-0 exited with code 2 (restart 3 would reach backoffLimit 3): job Failed"
     )
     assert info.value.last_lines == ["bad flag"]
+    assert counter.read_text() == "xxx"
 
 
 def test_never_fails_at_once():

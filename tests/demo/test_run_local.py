@@ -135,7 +135,7 @@ BROKEN = {
         1,
         [
             "FAILED PyTorchJob/mnist-ddp:",
-            "(3 restarts reached backoffLimit 3): job Failed",
+            "(restart 3 would reach backoffLimit 3): job Failed",
             "unrecognized arguments: --epochz=1",
         ],
     ),

@@ -222,7 +222,7 @@ def test_operator_env_of_master_and_workers():
     master = dict(operator_env(job(2), "Master", 0, 23456))
     worker = dict(operator_env(job(2), "Worker", 1, 23456))
     assert master == {
-        "PYTHONUNBUFFERED": "0",
+        "PYTHONUNBUFFERED": "1",
         "MASTER_PORT": "23456",
         "PET_MASTER_PORT": "23456",
         "MASTER_ADDR": "mnist-ddp-master-0",
