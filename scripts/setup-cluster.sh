@@ -3,7 +3,11 @@
 set -euo pipefail
 
 readonly TRAINING_OPERATOR_VERSION=v1.9.4
-readonly TRAINING_OPERATOR_MANIFESTS="github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=${TRAINING_OPERATOR_VERSION}"
+# The upstream standalone install at that version, plus a restricted init container for Worker pods.
+TRAINING_OPERATOR_MANIFESTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/operators/training-operator"
+readonly TRAINING_OPERATOR_MANIFESTS
+# Adds the capabilities drop that Pod Security "restricted" requires to Seldon's executor container.
+readonly SELDON_EXECUTOR_POLICY="${TRAINING_OPERATOR_MANIFESTS%/training-operator}/seldon-core/executor-restricted.yaml"
 readonly SELDON_CORE_VERSION=1.17.1
 readonly SELDON_CHARTS=https://storage.googleapis.com/seldon-charts
 
@@ -96,6 +100,7 @@ install_operators() {
     --namespace seldon-system --create-namespace --set usageMetrics.enabled=false --wait --timeout=5m
   run kubectl wait --for=condition=Established crd/seldondeployments.machinelearning.seldon.io --timeout=2m
   run kubectl wait --for=condition=Available deployment/seldon-controller-manager --namespace seldon-system --timeout=5m
+  run kubectl apply --server-side -f "$SELDON_EXECUTOR_POLICY"
 
   run kubectl get crd pytorchjobs.kubeflow.org seldondeployments.machinelearning.seldon.io
   run kubectl get pods --namespace kubeflow
