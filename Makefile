@@ -48,10 +48,10 @@ demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.in
 	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
 
 .PHONY: test
-test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo ## Run every test suite (no cluster, no GPU, no network).
+test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).
 
 PYTEST_ARGS ?= -q
-.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo
+.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-cluster
 test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
 	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
 
@@ -69,6 +69,9 @@ test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/traine
 
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
+
+test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## The overlays on a real local control plane: API server, controllers, Training Operator.
+	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
 
 # --- lint ----------------------------------------------------------------------
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)
@@ -96,6 +99,18 @@ bench-serve: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Serving: w
 
 bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: single-image forward on one thread, ours (plain and fused) vs pytorch/examples.
 	$(VENV)/serving/bin/python scripts/bench_forward.py
+
+# --- the local control plane (local_cluster/, see docs/manifests.md) ------------
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+.PHONY: cluster-build cluster-up cluster-down
+cluster-build: $(VENV)/tools/.installed ## Build the local control plane's binaries from their pinned Go modules (cached).
+	$(VENV)/tools/bin/python -m local_cluster build
+
+cluster-up: $(VENV)/tools/.installed ## Start etcd, kube-apiserver, kube-controller-manager and the Training Operator on loopback.
+	$(VENV)/tools/bin/python -m local_cluster up --state-dir $(CLUSTER_DIR)
+
+cluster-down: $(VENV)/tools/.installed ## Stop every process that cluster-up started.
+	$(VENV)/tools/bin/python -m local_cluster down --state-dir $(CLUSTER_DIR)
 
 # --- cluster helpers (see docs/01..05) -----------------------------------------
 .PHONY: images

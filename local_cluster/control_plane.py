@@ -1,0 +1,397 @@
+"""A real Kubernetes control plane on this machine: etcd, kube-apiserver (PodSecurity admission on),
+kube-controller-manager and the Training Operator, as plain processes, listening on loopback.
+
+The model is controller-runtime's envtest: one object owns the processes, CRDs are installed the way the
+operators' own installs do (server-side apply), and each operator's admission webhook is registered with
+the API server at `https://127.0.0.1:<port>`, served over TLS with a certificate from `pki.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from local_cluster import build, pki
+from local_cluster.processes import ProcessTable, is_running
+from local_cluster.versions import load_versions
+
+REPO = Path(__file__).resolve().parent.parent
+OPERATOR_NAMESPACE = "kubeflow"
+SERVICE_CIDR = "10.96.0.0/16"
+INIT_CONTAINER_TEMPLATE = REPO / "operators" / "training-operator" / "init-container.yaml"
+# The one webhook of the Training Operator that matters here (it runs only its PyTorchJob controller).
+TRAINING_OPERATOR_WEBHOOK = "validator.training-operator.kubeflow.org"
+TRAINING_OPERATOR_WEBHOOK_PATH = "/validate-kubeflow-org-v1-pytorchjob"
+# Where a kubelet would mount the webhook Secret; the Training Operator's certificate manager has it built
+# in (pkg/cert/cert.go) and waits for tls.crt there. Every local cluster writes the same files (pki.py
+# makes one webhook certificate per cache), so clusters that run side by side do not disturb each other.
+WEBHOOK_CERT_DIR = Path("/tmp/k8s-webhook-server/serving-certs")
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started; the message says which process and why."""
+
+
+@dataclass
+class Ports:
+    """The loopback ports of one control plane."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    operator_webhook: int
+    operator_metrics: int
+    operator_probes: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports that are free right now, chosen by the kernel."""
+        sockets = []
+        for _ in cls.__dataclass_fields__:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        ports = cls(*(s.getsockname()[1] for s in sockets))
+        for s in sockets:
+            s.close()
+        return ports
+
+
+class ControlPlane:
+    """The processes of one local control plane, their state kept in `state_dir`."""
+
+    def __init__(self, state_dir: Path, crds_dir: Path, log=print):
+        self.state_dir = state_dir.resolve()
+        self.crds_dir = crds_dir
+        self.log = log
+        self.table = ProcessTable(self.state_dir)
+        self.kubeconfig = self.state_dir / "kubeconfig"
+        self.pki = pki.ensure_pki(build.cache_dir() / "pki")
+        self.ports_file = self.state_dir / "ports.json"
+
+    # --- the two entry points -----------------------------------------------------------------------
+    def up(self, timeout_s: float = 180.0) -> None:
+        """Start everything and wait until it is ready; a no-op if this cluster is already running."""
+        if self.running():
+            self.log(f"local-cluster: already running ({self.state_dir})")
+            return
+        self.down(quiet=True)
+        started = time.monotonic()
+        binaries = build.ensure_built(build.binaries(load_versions()), log=self.log)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ports = Ports.free()
+        self.ports_file.write_text(json.dumps(ports.__dict__))
+        self._write_kubeconfig(ports)
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._start_etcd(binaries["etcd"], ports, deadline)
+            self._start_apiserver(binaries["kube-apiserver"], ports, deadline)
+            self._install_crds(deadline)
+            self._start_controller_manager(binaries["kube-controller-manager"], ports, deadline)
+            self._start_training_operator(binaries["training-operator"], ports, deadline)
+            self._wait_for_default_service_account(deadline)
+        except BaseException:
+            self.down(quiet=True)
+            raise
+        self.log(f"local-cluster: ready in {time.monotonic() - started:.0f} s")
+
+    def down(self, quiet: bool = False) -> None:
+        """Stop every process this cluster started, newest first; none is left."""
+        names = [r.name for r in self.table.records() if is_running(r)]
+        killed = self.table.stop_all()
+        if not quiet:
+            if names:
+                self.log(f"local-cluster: stopped {', '.join(names)}" + (f" (killed: {killed})" if killed else ""))
+            else:
+                self.log("local-cluster: nothing was running")
+
+    def running(self) -> bool:
+        """True when every recorded process is alive and the API server answers."""
+        records = self.table.records()
+        if not records or not all(is_running(r) for r in records) or not self.ports_file.exists():
+            return False
+        return self._ready(f"https://127.0.0.1:{self.ports().apiserver}/readyz")
+
+    def ports(self) -> Ports:
+        """The ports of the running cluster."""
+        return Ports(**json.loads(self.ports_file.read_text()))
+
+    # --- kubectl -------------------------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """Run kubectl against this cluster."""
+        done = subprocess.run(
+            [kubectl_command(), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if check and done.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done
+
+    # --- the processes -------------------------------------------------------------------------------
+    def _start_etcd(self, binary: Path, ports: Ports, deadline: float) -> None:
+        data = self.state_dir / "etcd"
+        shutil.rmtree(data, ignore_errors=True)
+        client, peer = f"http://127.0.0.1:{ports.etcd_client}", f"http://127.0.0.1:{ports.etcd_peer}"
+        self.table.start(
+            "etcd",
+            [
+                str(binary),
+                "--name=local",
+                f"--data-dir={data}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=local={peer}",
+                # A throwaway store: durability across power loss is not wanted, speed is.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        self._wait("etcd", f"{client}/health", deadline, tls=False)
+
+    def _start_apiserver(self, binary: Path, ports: Ports, deadline: float) -> None:
+        p = self.pki
+        self.table.start(
+            "kube-apiserver",
+            [
+                str(binary),
+                f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={p.apiserver_cert}",
+                f"--tls-private-key-file={p.apiserver_key}",
+                f"--client-ca-file={p.ca_cert}",
+                f"--service-account-key-file={p.sa_pub}",
+                f"--service-account-signing-key-file={p.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=PodSecurity",
+                # Endpoints may not hold loopback addresses, so the `kubernetes` Service gets none.
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+            ],
+        )
+        self._wait("kube-apiserver", f"https://127.0.0.1:{ports.apiserver}/readyz", deadline)
+
+    def _start_controller_manager(self, binary: Path, ports: Ports, deadline: float) -> None:
+        p = self.pki
+        self.table.start(
+            "kube-controller-manager",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports.controller_manager}",
+                f"--tls-cert-file={p.apiserver_cert}",
+                f"--tls-private-key-file={p.apiserver_key}",
+                f"--service-account-private-key-file={p.sa_key}",
+                f"--root-ca-file={p.ca_cert}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+            ],
+        )
+        self._wait("kube-controller-manager", f"https://127.0.0.1:{ports.controller_manager}/healthz", deadline)
+
+    def _start_training_operator(self, binary: Path, ports: Ports, deadline: float) -> None:
+        self._register_training_operator_webhook(ports)
+        self.table.start(
+            "training-operator",
+            [
+                str(binary),
+                f"--kubeconfig={self.kubeconfig}",
+                "--enable-scheme=pytorchjob",
+                f"--webhook-server-port={ports.operator_webhook}",
+                f"--metrics-bind-address=127.0.0.1:{ports.operator_metrics}",
+                f"--health-probe-bind-address=127.0.0.1:{ports.operator_probes}",
+                f"--pytorch-init-container-template-file={INIT_CONTAINER_TEMPLATE}",
+                "--zap-log-level=info",
+            ],
+            # TMPDIR=/tmp: controller-runtime's webhook server reads its certificates under os.TempDir().
+            env={"MY_POD_NAMESPACE": OPERATOR_NAMESPACE, "TMPDIR": "/tmp"},
+        )
+        self._wait("training-operator", f"http://127.0.0.1:{ports.operator_probes}/readyz", deadline, tls=False)
+
+    # --- what the operators' installs would create -------------------------------------------------
+    def _install_crds(self, deadline: float) -> None:
+        """Server-side apply every CRD in the CRDs folder, then wait until each is Established."""
+        crds = []
+        for path in sorted(self.crds_dir.glob("*.yaml")):
+            docs = yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            crds += [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
+        if not crds:
+            raise ClusterError(f"no CRDs in {self.crds_dir}: run `make crds` or set CRDS_DIR")
+        self.log(f"local-cluster: installing {len(crds)} CRDs from {self.crds_dir}")
+        items = {"apiVersion": "v1", "kind": "List", "items": [open_untyped_items(c) for c in crds]}
+        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(items))
+        waiting = {c["metadata"]["name"] for c in crds}
+        while waiting:
+            listed = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+            for crd in listed:
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    waiting.discard(crd["metadata"]["name"])
+            if waiting and time.monotonic() > deadline:
+                raise ClusterError(f"CRDs not Established in time: {', '.join(sorted(waiting))}")
+            time.sleep(0.2)
+        self.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+
+    def _register_training_operator_webhook(self, ports: Ports) -> None:
+        """The webhook Secret that the operator's cert-controller adopts, and its webhook configuration.
+
+        The Secret holds our CA and a serving certificate for 127.0.0.1 and the operator's Service name
+        (cert-controller keeps certificates that verify for that name), so the operator serves it.
+        """
+        p = self.pki
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "training-operator-webhook-cert", "namespace": OPERATOR_NAMESPACE},
+            "data": {
+                "ca.crt": _b64(p.ca_cert),
+                "ca.key": _b64(p.ca_key),
+                "tls.crt": _b64(p.webhook_cert),
+                "tls.key": _b64(p.webhook_key),
+            },
+        }
+        config = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": TRAINING_OPERATOR_WEBHOOK},
+            "webhooks": [
+                {
+                    "name": "validator.pytorchjob.training-operator.kubeflow.org",
+                    "admissionReviewVersions": ["v1"],
+                    "clientConfig": {
+                        "url": f"https://127.0.0.1:{ports.operator_webhook}{TRAINING_OPERATOR_WEBHOOK_PATH}",
+                        "caBundle": _b64(p.ca_cert),
+                    },
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "rules": [
+                        {
+                            "apiGroups": ["kubeflow.org"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["pytorchjobs"],
+                        }
+                    ],
+                }
+            ],
+        }
+        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(secret))
+        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(config))
+        WEBHOOK_CERT_DIR.mkdir(parents=True, exist_ok=True)
+        for name, source in (("ca.crt", p.ca_cert), ("tls.crt", p.webhook_cert), ("tls.key", p.webhook_key)):
+            staged = WEBHOOK_CERT_DIR / f".{name}.{os.getpid()}"
+            staged.write_bytes(source.read_bytes())
+            staged.chmod(0o600)
+            os.replace(staged, WEBHOOK_CERT_DIR / name)
+
+    def _wait_for_default_service_account(self, deadline: float) -> None:
+        """Pods need the `default` ServiceAccount, which the controller manager creates."""
+        while time.monotonic() < deadline:
+            if self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise ClusterError("the controller manager did not create the default ServiceAccount in time")
+
+    # --- helpers -------------------------------------------------------------------------------------
+    def _write_kubeconfig(self, ports: Ports) -> None:
+        p = self.pki
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{ports.apiserver}",
+                        "certificate-authority-data": _b64(p.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "local-admin",
+                    "user": {"client-certificate-data": _b64(p.admin_cert), "client-key-data": _b64(p.admin_key)},
+                }
+            ],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "local-admin"}}],
+            "current-context": "local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _ready(self, url: str, tls: bool = True) -> bool:
+        try:
+            if tls:
+                cert = (str(self.pki.admin_cert), str(self.pki.admin_key))
+                answer = requests.get(url, cert=cert, verify=str(self.pki.ca_cert), timeout=2)
+            else:
+                answer = requests.get(url, timeout=2)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200
+
+    def _wait(self, name: str, url: str, deadline: float, tls: bool = True) -> None:
+        self.log(f"local-cluster: starting {name}")
+        record = next(r for r in reversed(self.table.records()) if r.name == name)
+        while time.monotonic() < deadline:
+            if not is_running(record):
+                raise ClusterError(f"{name} exited during start-up:\n{self.table.log_tail(name)}")
+            if self._ready(url, tls):
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"{name} was not ready in time ({url}):\n{self.table.log_tail(name)}")
+
+
+def open_untyped_items(node):
+    """The CRD with every `items: {}` made an object that keeps unknown fields.
+
+    controller-gen writes `items: {}` where a type refers to itself (the SeldonDeployment's
+    graph.children), and the API server refuses an array whose items have no type. Every other
+    part of the schema is left as it is, and so still validated.
+    """
+    if isinstance(node, dict):
+        fixed = {k: open_untyped_items(v) for k, v in node.items()}
+        if fixed.get("type") == "array" and fixed.get("items") == {}:
+            fixed["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        return fixed
+    if isinstance(node, list):
+        return [open_untyped_items(v) for v in node]
+    return node
+
+
+def kubectl_command() -> str:
+    """kubectl beside this Python (the tools environment pins it), else from PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if not found:
+        raise ClusterError("kubectl not found: run `make venvs`")
+    return found
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
