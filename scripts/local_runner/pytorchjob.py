@@ -139,8 +139,8 @@ def operator_env(job: dict, rtype: str, index: int, local_master_port: int) -> l
         ("PET_MASTER_ADDR", master),
         ("WORLD_SIZE", str(world_size)),
         ("RANK", str(rank)),
-        ("PET_NPROC_PER_NODE", nproc),
         ("PET_NODE_RANK", str(rank)),
+        ("PET_NPROC_PER_NODE", nproc),
         ("PET_NNODES", str(replicas)),
     ]
 
