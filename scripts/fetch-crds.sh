@@ -2,13 +2,13 @@
 # Fetch the pinned upstream CRDs that tests/manifests validates the rendered manifests against.
 set -euo pipefail
 
-readonly TRAINING_OPERATOR_TAG="v1.9.0"
+readonly TRAINING_OPERATOR_TAG="v1.9.4"
 readonly SELDON_CORE_TAG="v1.17.1"
 # name, source URL, sha256 (the files that ../shared/crds holds).
 readonly FILES=(
   "kubeflow.org_pytorchjobs.yaml"
   "https://raw.githubusercontent.com/kubeflow/trainer/${TRAINING_OPERATOR_TAG}/manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
-  "eb80e57a984cdc7ceefaaf3fc561e21b673c30cbb58589f2389528d2b2760d22"
+  "8b8a8a719cc94173169290251e817f7ac2bb425c20b6c2fa813397bcf4e932ed"
   "machinelearning.seldon.io_seldondeployments.yaml"
   "https://raw.githubusercontent.com/SeldonIO/seldon-core/${SELDON_CORE_TAG}/operator/config/crd_v1/bases/machinelearning.seldon.io_seldondeployments.yaml"
   "94286c86a405436eb5aa1a15e229d00eea60a5dcd9b9e87550a07ec10242ff6a"

@@ -46,7 +46,7 @@ def test_unknown_options_are_refused():
 def test_dry_run_prints_pinned_downloads_into_the_destination(tmp_path):
     output = dry_run(str(tmp_path))
     assert (
-        "raw.githubusercontent.com/kubeflow/trainer/v1.9.0/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" in output
+        "raw.githubusercontent.com/kubeflow/trainer/v1.9.4/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" in output
     )
     assert (
         "raw.githubusercontent.com/SeldonIO/seldon-core/v1.17.1/operator/config/crd_v1/bases/"
