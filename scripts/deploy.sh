@@ -373,7 +373,8 @@ for frontend in $FRONTENDS; do
 done
 if [[ $SERVER_KIND == seldondeployment ]]; then
   echo "# deployed. Query the model:  kubectl port-forward ${NS_FLAG:+$NS_FLAG }svc/$SERVER-default 8000:8000"
-  echo "#               then:         python3 scripts/predict.py --draw 7   (or IMAGE.png; docs/03_serving.md)"
+  echo "#               then:         python3 scripts/predict.py --mnist-index 0 --data-dir data/mnist   (or IMAGE.png;"
+  echo "#                             docs/03_serving.md shows how to copy test digits out of the cluster)"
 else
   echo "# deployed. Query the model:  see docs/03_serving.md (InferenceService $SERVER)"
 fi
