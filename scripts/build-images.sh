@@ -76,18 +76,32 @@ build_trainer() {
   build "$REGISTRY/mnist-trainer:$TAG-$variant" trainer/Dockerfile --build-arg "TORCH_INDEX=$index"
 }
 
+# With Docker's containerd image store (the default of Docker Desktop and of Docker 29), `kind load
+# docker-image` fails with "content digest ... not found": kind imports every platform of the image's
+# index, and the store holds only one. A single-platform archive loads either way.
 kind_load() {
   local image=$1
   if [[ $ENGINE == docker ]]; then
-    run kind load docker-image "$image" --name "$KIND_CLUSTER"
-  else
-    # kind reads images from docker; with podman, go through an archive.
-    local archive
-    archive="${TMPDIR:-/tmp}/mnist-image-$$.tar"
-    run podman save --output "$archive" "$image"
-    run kind load image-archive "$archive" --name "$KIND_CLUSTER"
-    run rm -f "$archive"
+    print_command kind load docker-image "$image" --name "$KIND_CLUSTER"
+    if [[ $DRY_RUN == 1 ]] || kind load docker-image "$image" --name "$KIND_CLUSTER"; then
+      return
+    fi
+    echo "# kind load docker-image failed (with Docker's containerd image store it does): loading a single-platform archive instead"
   fi
+  kind_load_archive "$image"
+}
+
+# docker (image) save or podman save into an archive, then kind load image-archive.
+kind_load_archive() {
+  local image=$1 archive platform save=(save)
+  archive="${TMPDIR:-/tmp}/mnist-image-$$.tar"
+  if [[ $ENGINE == docker ]]; then
+    platform=${PLATFORM:-$(docker version --format '{{.Server.Os}}/{{.Server.Arch}}' 2>/dev/null || true)}
+    save=(image save ${platform:+--platform "$platform"})
+  fi
+  run "$ENGINE" "${save[@]}" --output "$archive" "$image"
+  run kind load image-archive "$archive" --name "$KIND_CLUSTER"
+  run rm -f "$archive"
 }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# Steps 02-04 of the tutorial: apply an overlay, wait for the training job, the SeldonDeployment and the frontend.
+# Steps 02-04 of the tutorial: apply an overlay, wait for the training job, the model server and the frontend.
 set -euo pipefail
 
-readonly JOB=mnist-ddp
-readonly SDEP=mnist-classifier
-readonly FRONTEND=mnist-frontend
-readonly CHECKPOINT_DIR=/mnt/pvc/checkpoints/mnist-ddp
+readonly PVC=mnist-pvc
+readonly DEFAULT_CHECKPOINT_DIR=/mnt/pvc/checkpoints/mnist-ddp
 readonly BUSYBOX=busybox:1.37
 
 usage() {
   cat <<'EOF'
-Usage: scripts/deploy.sh cpu|gpu [options]
+Usage: scripts/deploy.sh cpu|gpu|OVERLAY_DIR [options]
 
-Apply overlays/cpu or overlays/gpu (kubectl apply -k), then wait until
-  1. the PyTorchJob mnist-ddp has Succeeded (it trains, then publishes the model on the PVC),
-  2. the SeldonDeployment mnist-classifier is Available (it serves the published model),
-  3. the Deployment mnist-frontend has rolled out.
-It stops with the job's logs if the job fails.
+Apply overlays/cpu, overlays/gpu or any kustomization directory built on them (e.g.
+overlays/gpu-trainjob, or my-overlay with 3 Workers) with kubectl apply -k, then wait until
+  1. the training job has succeeded: the PyTorchJob mnist-ddp (or the TrainJob, with the
+     Trainer v2 overlays) trains, then publishes the model on the PVC,
+  2. the model server is ready: the SeldonDeployment mnist-classifier is Available (or the
+     KServe InferenceService is Ready),
+  3. the frontend Deployment has rolled out.
+What to wait for is read from the overlay's rendering. It stops with the job's logs if
+the job fails.
 
-Without options it runs exactly `kubectl apply -k overlays/<cpu|gpu>`. The options below
+Without options it runs exactly `kubectl apply -k OVERLAY`. The options below
 change the manifests without editing them: the script writes a throwaway kustomization
 (printed with --dry-run) that has the overlay as its only resource and adds
   --registry/--tag        an `images:` entry per image (the same as `kustomize edit set image`)
@@ -28,14 +30,15 @@ change the manifests without editing them: the script writes a throwaway kustomi
 
 Options:
   --registry REGISTRY      registry of the images built by scripts/build-images.sh (default: as in the overlay)
-  --tag TAG                tag of those images; the trainer's gets -cpu or -gpu appended (default: as in the overlay)
+  --tag TAG                tag of those images; the trainer's gets -gpu appended if the overlay asks for GPUs,
+                           else -cpu (default: as in the overlay)
   --namespace NS           namespace to deploy into; it must exist (default: the current context's namespace)
   --storage-class NAME     storage class of the PVC mnist-pvc (default: the cluster's default class)
   --pvc-access-mode MODE   ReadWriteMany or ReadWriteOnce (default: ReadWriteMany, as in the manifests)
-  --retrain                delete the finished PyTorchJob and its checkpoint (in a short-lived busybox pod
-                           that mounts the PVC) first, so that it trains from scratch and publishes a new
-                           version; needed after changing the number of workers (default: keep both;
-                           `kubectl apply` does not restart a finished job)
+  --retrain                delete the finished training job and its checkpoint (in a short-lived busybox pod
+                           that mounts the PVC; skipped when the PVC does not exist yet) first, so that it
+                           trains from scratch and publishes a new version; needed after changing the number
+                           of workers (default: keep both; `kubectl apply` does not restart a finished job)
   --timeout DURATION       how long to wait for the training job, e.g. 45m (default: 30m)
   --dry-run                print the commands that would change something, run nothing
                            (it still renders the overlay locally with `kubectl kustomize`)
@@ -45,6 +48,7 @@ Examples:
   scripts/deploy.sh cpu --pvc-access-mode ReadWriteOnce --registry localhost --tag dev   # kind
   scripts/deploy.sh gpu --registry ghcr.io/you --tag 0.1.0 --storage-class standard-rwx  # GKE
   scripts/deploy.sh cpu --namespace kubeflow-user-example-com --retrain
+  scripts/deploy.sh my-overlay --retrain --storage-class standard-rwx                  # your own overlay
 EOF
 }
 
@@ -81,7 +85,7 @@ wrapper_kustomization() {
         echo "    newName: $REGISTRY/$base"
       fi
       if [[ -n $TAG && $base == mnist-trainer ]]; then
-        echo "    newTag: $TAG-$VARIANT"
+        echo "    newTag: $TAG-$(trainer_variant)"
       elif [[ -n $TAG ]]; then
         echo "    newTag: $TAG"
       fi
@@ -102,17 +106,68 @@ wrapper_kustomization() {
 
 # The distinct image references of the overlay's mnist-* containers, as kustomize renders them.
 rendered_images() {
-  kubectl kustomize "$REPO/$OVERLAY" | sed -n 's/^ *-\{0,1\} *image: *["'\'']\{0,1\}\([^"'\'' ]*mnist-[a-z]*[^"'\'' ]*\).*/\1/p' | sort -u
+  sed -n 's/^ *-\{0,1\} *image: *["'\'']\{0,1\}\([^"'\'' ]*mnist-[a-z]*[^"'\'' ]*\).*/\1/p' <<<"$RENDERED" | sort -u
 }
 
-# A path from directory $1 to $REPO/$OVERLAY: kustomize accepts only relative paths to other kustomizations.
+# gpu if the overlay asks for GPUs (the trainer image with CUDA wheels), else cpu.
+trainer_variant() {
+  if grep -q 'nvidia.com/gpu' <<<"$RENDERED"; then echo gpu; else echo cpu; fi
+}
+
+# Kind/name of every object the overlay renders, one per line, e.g. PyTorchJob/mnist-ddp.
+rendered_objects() {
+  awk '
+    function emit() { if (kind != "" && name != "") print kind "/" name; kind = ""; name = "" }
+    /^---/ { emit(); inmeta = 0; next }
+    /^kind: / { kind = $2 }
+    /^metadata:/ { inmeta = 1; next }
+    /^[^ ]/ { inmeta = 0 }
+    inmeta && /^  name: / && name == "" { name = $2 }
+    END { emit() }' <<<"$RENDERED"
+}
+
+# The name of the first rendered object of kind $1, or nothing.
+rendered_name() {
+  rendered_objects | sed -n "s|^$1/||p" | head -n 1
+}
+
+# What to wait for, from the rendering: the training job, the model server, the frontend Deployments.
+read_workloads() {
+  JOB=$(rendered_name PyTorchJob)
+  JOB_KIND=pytorchjob
+  JOB_CRD=pytorchjobs.kubeflow.org
+  JOB_DONE=Succeeded
+  JOB_PODS="training.kubeflow.org/job-name=$JOB"
+  if [[ -z $JOB ]]; then
+    JOB=$(rendered_name TrainJob)
+    JOB_KIND=trainjob
+    JOB_CRD=trainjobs.trainer.kubeflow.org
+    JOB_DONE=Complete
+    JOB_PODS="jobset.sigs.k8s.io/jobset-name=$JOB"
+  fi
+  [[ -n $JOB ]] || die "$OVERLAY renders no PyTorchJob or TrainJob (kubectl kustomize $OVERLAY)"
+  SERVER=$(rendered_name SeldonDeployment)
+  SERVER_KIND=seldondeployment
+  SERVER_CRD=seldondeployments.machinelearning.seldon.io
+  if [[ -z $SERVER ]]; then
+    SERVER=$(rendered_name InferenceService)
+    SERVER_KIND=inferenceservice
+    SERVER_CRD=inferenceservices.serving.kserve.io
+  fi
+  [[ -n $SERVER ]] || die "$OVERLAY renders no SeldonDeployment or InferenceService (kubectl kustomize $OVERLAY)"
+  FRONTENDS=$(rendered_objects | sed -n 's|^Deployment/||p')
+  CHECKPOINT_DIR=$(sed -n 's/.*--checkpoint-dir[= ]\(\/[^"'\'' ]*\).*/\1/p' <<<"$RENDERED" | head -n 1)
+  CHECKPOINT_DIR=${CHECKPOINT_DIR:-$DEFAULT_CHECKPOINT_DIR}
+}
+
+# A path from directory $1 to $OVERLAY_ABS: kustomize accepts only relative paths to other kustomizations.
 relative_overlay_path() {
   local up="" rest=${1#/}
   while [[ -n $rest ]]; do
     up+="../"
     if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=""; fi
   done
-  echo "${up}${REPO#/}/$OVERLAY"
+  echo "${up}${OVERLAY_ABS#/}"
 }
 
 apply_manifests() {
@@ -122,7 +177,6 @@ apply_manifests() {
   fi
   local dir
   if [[ -n $REGISTRY || -n $TAG ]]; then
-    command -v kubectl >/dev/null 2>&1 || die "kubectl is needed to render $OVERLAY"
     IMAGE_REFS=$(rendered_images)
     [[ -n $IMAGE_REFS ]] || die "found no mnist-* images in $OVERLAY (kubectl kustomize $OVERLAY)"
   fi
@@ -143,7 +197,12 @@ apply_manifests() {
 }
 
 # The trainer resumes from its checkpoint, and refuses one written with other settings: remove it.
+# On a first deploy there is no claim yet, hence no checkpoint: a pod mounting it would only wait for it.
 clear_checkpoint() {
+  if [[ $DRY_RUN == 0 ]] && ! kubectl get "pvc/$PVC" ${NS_FLAG:+"$NS_FLAG"} >/dev/null 2>&1; then
+    echo "# no PVC $PVC yet: no checkpoint to clear"
+    return
+  fi
   local overrides
   overrides='{"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": {'
   overrides+='"securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001, '
@@ -151,53 +210,58 @@ clear_checkpoint() {
   overrides+='"containers": [{"name": "clear", "image": "'"$BUSYBOX"'", "command": ["rm", "-rf", "'"$CHECKPOINT_DIR"'"], '
   overrides+='"securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}, '
   overrides+='"volumeMounts": [{"name": "pvc", "mountPath": "/mnt/pvc"}]}], '
-  overrides+='"volumes": [{"name": "pvc", "persistentVolumeClaim": {"claimName": "mnist-pvc"}}]}}'
+  overrides+='"volumes": [{"name": "pvc", "persistentVolumeClaim": {"claimName": "'"$PVC"'"}}]}}'
   run kubectl run mnist-clear-checkpoint ${NS_FLAG:+"$NS_FLAG"} --image="$BUSYBOX" --restart=Never --rm -i --quiet \
     --pod-running-timeout=5m --overrides="$overrides"
 }
 
 job_state() {
-  kubectl get "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} -o 'jsonpath={.status.conditions[-1:].type}' 2>/dev/null || true
+  kubectl get "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} -o 'jsonpath={.status.conditions[-1:].type}' 2>/dev/null || true
 }
 
 show_job_logs() {
   local role
+  if [[ $JOB_KIND == trainjob ]]; then
+    echo "--- logs of the training pods, last 40 lines ---" >&2
+    kubectl logs ${NS_FLAG:+"$NS_FLAG"} --tail=40 --prefix --selector "$JOB_PODS" >&2 || true
+    return
+  fi
   for role in master worker; do
     echo "--- logs of the $role pod(s), last 40 lines ---" >&2
     kubectl logs ${NS_FLAG:+"$NS_FLAG"} --tail=40 --prefix \
-      --selector "training.kubeflow.org/job-name=$JOB,training.kubeflow.org/replica-type=$role" >&2 || true
+      --selector "$JOB_PODS,training.kubeflow.org/replica-type=$role" >&2 || true
   done
 }
 
 # Prints the `kubectl wait` a person would type; runs the same wait in 15 s slices instead, because
 # `kubectl wait --for=condition=Succeeded` alone would sit out the whole timeout on a failed job.
 wait_for_job() {
-  print_command kubectl wait --for=condition=Succeeded "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} "--timeout=$TIMEOUT"
+  print_command kubectl wait "--for=condition=$JOB_DONE" "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} "--timeout=$TIMEOUT"
   if [[ $DRY_RUN == 1 ]]; then
     return
   fi
   local seconds waited=0 state="" last=""
   seconds=$(duration_seconds "$TIMEOUT")
   while ((waited < seconds)); do
-    if kubectl wait --for=condition=Succeeded "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} --timeout=15s >/dev/null 2>&1; then
-      echo "# pytorchjob/$JOB Succeeded after about ${waited}s"
+    if kubectl wait "--for=condition=$JOB_DONE" "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} --timeout=15s >/dev/null 2>&1; then
+      echo "# $JOB_KIND/$JOB $JOB_DONE after about ${waited}s"
       return 0
     fi
     state=$(job_state)
     if [[ $state == Failed ]]; then
-      echo "deploy.sh: pytorchjob/$JOB Failed" >&2
-      kubectl describe "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} | tail -n 15 >&2 || true
+      echo "deploy.sh: $JOB_KIND/$JOB Failed" >&2
+      kubectl describe "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} | tail -n 15 >&2 || true
       show_job_logs
       exit 1
     fi
     if [[ $state != "$last" ]]; then
-      echo "# pytorchjob/$JOB: ${state:-not started yet} (${waited}s)"
+      echo "# $JOB_KIND/$JOB: ${state:-not started yet} (${waited}s)"
       last=$state
     fi
     waited=$((waited + 15))
   done
-  echo "deploy.sh: pytorchjob/$JOB did not succeed within $TIMEOUT (state: ${state:-unknown})" >&2
-  kubectl get pods ${NS_FLAG:+"$NS_FLAG"} --selector "training.kubeflow.org/job-name=$JOB" >&2 || true
+  echo "deploy.sh: $JOB_KIND/$JOB did not succeed within $TIMEOUT (state: ${state:-unknown})" >&2
+  kubectl get pods ${NS_FLAG:+"$NS_FLAG"} --selector "$JOB_PODS" >&2 || true
   show_job_logs
   exit 1
 }
@@ -219,7 +283,7 @@ cleanup() {
 }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-VARIANT=""
+OVERLAY_ARG=""
 REGISTRY=""
 TAG=""
 NAMESPACE=""
@@ -248,18 +312,17 @@ while [[ $# -gt 0 ]]; do
       esac
       shift
       ;;
-    cpu | gpu)
-      [[ -z $VARIANT ]] || die "only one overlay, got $VARIANT and $1"
-      VARIANT=$1
+    -*) die "unknown option '$1' (--help lists the options)" ;;
+    *)
+      [[ -z $OVERLAY_ARG ]] || die "only one overlay, got $OVERLAY_ARG and $1"
+      OVERLAY_ARG=$1
       ;;
-    *) die "unknown argument '$1' (expected cpu or gpu; --help lists the options)" ;;
   esac
   shift
 done
 
-[[ -n $VARIANT ]] || die "which overlay? expected cpu or gpu (--help lists the options)"
-OVERLAY="overlays/$VARIANT"
-[[ -f $REPO/$OVERLAY/kustomization.yaml ]] || die "$REPO/$OVERLAY/kustomization.yaml not found"
+[[ -n $OVERLAY_ARG ]] || die "which overlay? expected cpu, gpu or an overlay directory (--help lists the options)"
+resolve_overlay "$OVERLAY_ARG"
 [[ $TIMEOUT =~ ^[1-9][0-9]*[smh]$ ]] || die "--timeout '$TIMEOUT': expected a number and s, m or h, e.g. 30m"
 case $ACCESS_MODE in
   '' | ReadWriteMany | ReadWriteOnce) ;;
@@ -278,24 +341,43 @@ fi
 trap cleanup EXIT
 cd "$REPO"
 
+command -v kubectl >/dev/null 2>&1 || die "kubectl is not installed (it also renders $OVERLAY)"
+RENDERED=$(kubectl kustomize "$OVERLAY_ABS") || die "kubectl kustomize $OVERLAY failed"
+read_workloads
 if [[ $DRY_RUN == 0 ]]; then
-  command -v kubectl >/dev/null 2>&1 || die "kubectl is not installed"
-  kubectl get crd pytorchjobs.kubeflow.org seldondeployments.machinelearning.seldon.io >/dev/null ||
-    die "the Training Operator or Seldon Core is not installed: run scripts/setup-cluster.sh first"
+  kubectl get crd "$JOB_CRD" "$SERVER_CRD" >/dev/null ||
+    die "the CRDs of $OVERLAY ($JOB_CRD, $SERVER_CRD) are not installed: run scripts/setup-cluster.sh first"
   if [[ -n $NAMESPACE ]]; then
     kubectl get namespace "$NAMESPACE" >/dev/null || die "namespace $NAMESPACE does not exist"
   fi
 fi
 
 if [[ $RETRAIN == 1 ]]; then
-  run kubectl delete "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} --ignore-not-found --wait=true
+  run kubectl delete "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} --ignore-not-found --wait=true
   clear_checkpoint
 fi
 apply_manifests
-echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }$JOB-master-0"
+if [[ $JOB_KIND == pytorchjob ]]; then
+  echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }$JOB-master-0"
+else
+  echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }--selector $JOB_PODS --prefix"
+fi
 wait_for_job
-run kubectl wait --for=jsonpath='{.status.state}'=Available "seldondeployment/$SDEP" ${NS_FLAG:+"$NS_FLAG"} --timeout=10m
-run kubectl rollout status "deployment/$FRONTEND" ${NS_FLAG:+"$NS_FLAG"} --timeout=5m
-echo "# deployed. Query the model:  kubectl port-forward ${NS_FLAG:+$NS_FLAG }svc/$SDEP-default 8000:8000"
-echo "#               then:         python3 scripts/predict.py --mnist-index 0 --data-dir DIR   (or IMAGE.png)"
-echo "# Open the frontend:          kubectl port-forward ${NS_FLAG:+$NS_FLAG }svc/$FRONTEND 8080:80, then http://localhost:8080"
+if [[ $SERVER_KIND == seldondeployment ]]; then
+  run kubectl wait --for=jsonpath='{.status.state}'=Available "seldondeployment/$SERVER" ${NS_FLAG:+"$NS_FLAG"} --timeout=10m
+else
+  run kubectl wait --for=condition=Ready "inferenceservice/$SERVER" ${NS_FLAG:+"$NS_FLAG"} --timeout=10m
+fi
+for frontend in $FRONTENDS; do
+  run kubectl rollout status "deployment/$frontend" ${NS_FLAG:+"$NS_FLAG"} --timeout=5m
+done
+if [[ $SERVER_KIND == seldondeployment ]]; then
+  echo "# deployed. Query the model:  kubectl port-forward ${NS_FLAG:+$NS_FLAG }svc/$SERVER-default 8000:8000"
+  echo "#               then:         python3 scripts/predict.py --mnist-index 0 --data-dir data/mnist   (or IMAGE.png;"
+  echo "#                             docs/03_serving.md shows how to copy test digits out of the cluster)"
+else
+  echo "# deployed. Query the model:  see docs/03_serving.md (InferenceService $SERVER)"
+fi
+for frontend in $FRONTENDS; do
+  echo "# Open the frontend:          kubectl port-forward ${NS_FLAG:+$NS_FLAG }svc/$frontend 8080:80, then http://localhost:8080"
+done

@@ -2,26 +2,50 @@
 # Fetch the pinned upstream CRDs that tests/manifests validates the rendered manifests against.
 set -euo pipefail
 
-readonly TRAINING_OPERATOR_TAG="v1.9.0"
+readonly TRAINING_OPERATOR_TAG="v1.9.4"
+readonly TRAINER_TAG="v2.3.0"
 readonly SELDON_CORE_TAG="v1.17.1"
+readonly KSERVE_TAG="v0.20.0"
+readonly RAW=https://raw.githubusercontent.com
 # name, source URL, sha256 (the files that ../shared/crds holds).
 readonly FILES=(
   "kubeflow.org_pytorchjobs.yaml"
-  "https://raw.githubusercontent.com/kubeflow/trainer/${TRAINING_OPERATOR_TAG}/manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
-  "eb80e57a984cdc7ceefaaf3fc561e21b673c30cbb58589f2389528d2b2760d22"
+  "$RAW/kubeflow/trainer/${TRAINING_OPERATOR_TAG}/manifests/base/crds/kubeflow.org_pytorchjobs.yaml"
+  "8b8a8a719cc94173169290251e817f7ac2bb425c20b6c2fa813397bcf4e932ed"
   "machinelearning.seldon.io_seldondeployments.yaml"
-  "https://raw.githubusercontent.com/SeldonIO/seldon-core/${SELDON_CORE_TAG}/operator/config/crd_v1/bases/machinelearning.seldon.io_seldondeployments.yaml"
+  "$RAW/SeldonIO/seldon-core/${SELDON_CORE_TAG}/operator/config/crd_v1/bases/machinelearning.seldon.io_seldondeployments.yaml"
   "94286c86a405436eb5aa1a15e229d00eea60a5dcd9b9e87550a07ec10242ff6a"
+  "trainer.kubeflow.org_trainjobs.yaml"
+  "$RAW/kubeflow/trainer/${TRAINER_TAG}/manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml"
+  "a742cafc5b5582640c7e0b7467c024fc237256fbca5ba0a9f0531dfb66d64416"
+  "trainer.kubeflow.org_trainingruntimes.yaml"
+  "$RAW/kubeflow/trainer/${TRAINER_TAG}/manifests/base/crds/trainer.kubeflow.org_trainingruntimes.yaml"
+  "69b8dbdf60a18e28cddcc2b8dfc4ce72a943e14b531b9389d593118faee4919f"
+  "trainer.kubeflow.org_clustertrainingruntimes.yaml"
+  "$RAW/kubeflow/trainer/${TRAINER_TAG}/manifests/base/crds/trainer.kubeflow.org_clustertrainingruntimes.yaml"
+  "ec84dc3388fcdbe8c61d3c247a773d14458dd9438e995bea8e50d2a18080eef9"
+  "runtime-torch_distributed.yaml"
+  "$RAW/kubeflow/trainer/${TRAINER_TAG}/manifests/base/runtimes/torch_distributed.yaml"
+  "c4520df54615d481831d402e644dbeaf77a7a521eae87b2e80fd5f789aac5df2"
+  "serving.kserve.io_inferenceservices.yaml"
+  "$RAW/kserve/kserve/${KSERVE_TAG}/config/crd/full/serving.kserve.io_inferenceservices.yaml"
+  "57c3bf13f77de94678bf2ae3748056ec071ad2b9e88d6a28f44fb4710758fcff"
 )
 
 usage() {
   cat <<USAGE
 Usage: scripts/fetch-crds.sh [--dry-run] [DEST]
 
-Download the PyTorchJob CRD (Kubeflow Training Operator ${TRAINING_OPERATOR_TAG}; the repository
-is now kubeflow/trainer) and the SeldonDeployment CRD (Seldon Core ${SELDON_CORE_TAG}) into DEST
-(default: .cache/crds), and check each file's sha256. It ends by printing the line that
-points the manifest tests at them: export CRDS_DIR=<absolute path of DEST>.
+Download the upstream files that tests/manifests validates against into DEST
+(default: .cache/crds), and check each file's sha256:
+  - the PyTorchJob CRD (Kubeflow Training Operator ${TRAINING_OPERATOR_TAG}; the repository is now kubeflow/trainer),
+  - the TrainJob, TrainingRuntime and ClusterTrainingRuntime CRDs and the torch-distributed
+    runtime (Kubeflow Trainer ${TRAINER_TAG}),
+  - the SeldonDeployment CRD (Seldon Core ${SELDON_CORE_TAG}),
+  - the InferenceService CRD (KServe ${KSERVE_TAG}).
+It ends by printing the line that points the manifest tests at them:
+export CRDS_DIR=<absolute path of DEST>. make test runs it by itself when ../shared/crds
+is absent and CRDS_DIR is unset.
 
 Options:
   --dry-run   print the commands instead of running them

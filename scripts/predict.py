@@ -6,6 +6,12 @@ Send a PNG/JPEG file (as binData) or one digit of an MNIST IDX file (as an ndarr
     python3 scripts/predict.py digit.png
     python3 scripts/predict.py --mnist-index 7 --data-dir data/mnist
 
+The MNIST files and a PNG come from the cluster (docs/03_serving.md, 3.2): the trainer downloaded
+MNIST onto the shared volume, which the frontend pod mounts, so
+    pod=$(kubectl get pod -l app.kubernetes.io/name=mnist-frontend -o name | head -n 1 | cut -d/ -f2)
+    kubectl cp "$pod:/mnt/pvc/data/mnist/MNIST/raw" data/mnist -c frontend
+copies them to data/mnist, and the frontend's /api/random-digit answers a test digit as a PNG.
+
 Standard library only, so it runs with any Python 3.10 or later.
 """
 

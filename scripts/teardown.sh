@@ -4,10 +4,11 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/teardown.sh cpu|gpu [options]
+Usage: scripts/teardown.sh cpu|gpu|OVERLAY_DIR [options]
 
-Delete what `kubectl apply -k overlays/<cpu|gpu>` created: the PyTorchJob mnist-ddp,
-the SeldonDeployment mnist-classifier, the frontend, and, unless --keep-pvc is given,
+Delete what `kubectl apply -k OVERLAY` created (overlays/cpu, overlays/gpu, or the overlay
+directory you deployed, e.g. overlays/gpu-trainjob or my-overlay): the training job mnist-ddp,
+the model server, the frontend, and, unless --keep-pvc is given,
 the PersistentVolumeClaim mnist-pvc WITH EVERYTHING ON IT (the MNIST data, the
 checkpoints and every published model version).
 
@@ -26,6 +27,7 @@ Options:
 Examples:
   scripts/teardown.sh cpu --keep-pvc                 # stop serving and training, keep the models
   scripts/teardown.sh cpu --cluster kind             # delete everything, then the kind cluster
+  scripts/teardown.sh my-overlay --keep-pvc          # the overlay you deployed yourself
   PROJECT=my-project scripts/teardown.sh gpu --operators --cluster gke
 EOF
 }
@@ -94,7 +96,7 @@ delete_cluster() {
   esac
 }
 
-VARIANT=""
+OVERLAY_ARG=""
 KEEP_PVC=0
 NAMESPACE=""
 OPERATORS=0
@@ -121,16 +123,16 @@ while [[ $# -gt 0 ]]; do
       esac
       shift
       ;;
-    cpu | gpu)
-      [[ -z $VARIANT ]] || die "only one overlay, got $VARIANT and $1"
-      VARIANT=$1
+    -*) die "unknown option '$1' (--help lists the options)" ;;
+    *)
+      [[ -z $OVERLAY_ARG ]] || die "only one overlay, got $OVERLAY_ARG and $1"
+      OVERLAY_ARG=$1
       ;;
-    *) die "unknown argument '$1' (expected cpu or gpu; --help lists the options)" ;;
   esac
   shift
 done
 
-[[ -n $VARIANT ]] || die "which overlay was deployed? expected cpu or gpu (--help lists the options)"
+[[ -n $OVERLAY_ARG ]] || die "which overlay was deployed? expected cpu, gpu or an overlay directory (--help lists the options)"
 case $CLUSTER_KIND in
   '' | kind | gke) ;;
   *) die "--cluster '$CLUSTER_KIND': expected kind or gke" ;;
@@ -146,10 +148,9 @@ NS_FLAG=""
 if [[ -n $NAMESPACE ]]; then
   NS_FLAG="--namespace=$NAMESPACE"
 fi
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OVERLAY="overlays/$VARIANT"
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+resolve_overlay "$OVERLAY_ARG"
 cd "$REPO"
-[[ -f $OVERLAY/kustomization.yaml ]] || die "$REPO/$OVERLAY/kustomization.yaml not found"
 
 delete_workloads
 if [[ $OPERATORS == 1 ]]; then

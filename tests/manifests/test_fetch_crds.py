@@ -5,6 +5,7 @@ import os
 import re
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,9 @@ from manifests.rendering import REPO
 from manifests.strict_schema import CRD_FILES, crds_dir
 
 SCRIPT = REPO / "scripts" / "fetch-crds.sh"
-# Stands in for curl, which cannot reach GitHub here: it "downloads" a URL by copying the file
-# of the same name from $FAKE_ORIGIN, so the script's checksum and install steps run for real.
+# Stands in for curl, which cannot reach GitHub here: it "downloads" a URL by copying the file that the
+# script installs under that name (--output NAME.part) from $FAKE_ORIGIN, and logs the URL to $FAKE_CURL_LOG,
+# so the script's checksum and install steps run for real.
 FAKE_CURL = """#!/usr/bin/env bash
 set -euo pipefail
 while [[ $# -gt 0 ]]; do
@@ -24,7 +26,9 @@ while [[ $# -gt 0 ]]; do
     *) url="$1"; shift ;;
   esac
 done
-cp "$FAKE_ORIGIN/${url##*/}" "$out"
+echo "$url" >>"${FAKE_CURL_LOG:-/dev/null}"
+name=${out##*/}
+cp "$FAKE_ORIGIN/${name%.part}" "$out"
 """
 
 
@@ -46,7 +50,7 @@ def test_unknown_options_are_refused():
 def test_dry_run_prints_pinned_downloads_into_the_destination(tmp_path):
     output = dry_run(str(tmp_path))
     assert (
-        "raw.githubusercontent.com/kubeflow/trainer/v1.9.0/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" in output
+        "raw.githubusercontent.com/kubeflow/trainer/v1.9.4/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" in output
     )
     assert (
         "raw.githubusercontent.com/SeldonIO/seldon-core/v1.17.1/operator/config/crd_v1/bases/"
@@ -55,10 +59,18 @@ def test_dry_run_prints_pinned_downloads_into_the_destination(tmp_path):
     assert not any(tmp_path.iterdir()), "--dry-run must not touch the destination"
 
 
-def test_pinned_checksums_are_those_of_the_crds_the_tests_use(require_crds):
-    pinned = dict(re.findall(r"'([0-9a-f]{64})  \S+/(\S+)\.part'", dry_run()))
-    actual = {hashlib.sha256((crds_dir() / name).read_bytes()).hexdigest(): name for name in CRD_FILES.values()}
-    assert pinned == actual
+def pinned_files() -> dict[str, str]:
+    """file name -> the sha256 that fetch-crds.sh pins for it."""
+    return {name: digest for digest, name in re.findall(r"'([0-9a-f]{64})  \S+/(\S+)\.part'", dry_run())}
+
+
+def test_every_crd_the_tests_use_is_pinned():
+    assert set(CRD_FILES.values()) <= set(pinned_files())
+
+
+def test_pinned_checksums_are_those_of_the_files_the_tests_use(require_crds):
+    actual = {name: hashlib.sha256((crds_dir() / name).read_bytes()).hexdigest() for name in pinned_files()}
+    assert pinned_files() == actual
 
 
 @pytest.fixture
@@ -75,15 +87,15 @@ def test_downloads_are_verified_and_installed(tmp_path, fake_curl, require_crds)
     dest = tmp_path / "crds"
     env = {**fake_curl, "FAKE_ORIGIN": str(crds_dir())}
     subprocess.run([str(SCRIPT), str(dest)], check=True, env=env, capture_output=True, text=True)
-    assert sorted(p.name for p in dest.iterdir()) == sorted(CRD_FILES.values())
-    for name in CRD_FILES.values():
+    assert sorted(p.name for p in dest.iterdir()) == sorted(pinned_files())
+    for name in pinned_files():
         assert (dest / name).read_bytes() == (crds_dir() / name).read_bytes()
 
 
 def test_a_file_with_another_checksum_is_refused(tmp_path, fake_curl, require_crds):
     origin = tmp_path / "origin"
     origin.mkdir()
-    for name in CRD_FILES.values():
+    for name in pinned_files():
         (origin / name).write_bytes((crds_dir() / name).read_bytes() + b"# tampered\n")
     dest = tmp_path / "crds"
     result = subprocess.run(
@@ -92,3 +104,53 @@ def test_a_file_with_another_checksum_is_refused(tmp_path, fake_curl, require_cr
     assert result.returncode == 1
     assert "does not have the pinned sha256" in result.stderr
     assert list(dest.iterdir()) == [], "nothing unverified is left behind"
+
+
+@pytest.fixture
+def plain_clone(tmp_path, fake_curl):
+    """The Makefile and fetch-crds.sh in a folder with no ../shared next to it, and the env to run make there."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    (clone / "Makefile").write_bytes((REPO / "Makefile").read_bytes())
+    (clone / "scripts" / "fetch-crds.sh").write_bytes(SCRIPT.read_bytes())
+    (clone / "scripts" / "fetch-crds.sh").chmod(0o755)
+    env = {k: v for k, v in fake_curl.items() if k not in ("CRDS_DIR", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    env["FAKE_CURL_LOG"] = str(tmp_path / "curl.log")
+    return clone, env
+
+
+def make(clone, env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-C", str(clone), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_make_fetches_the_pinned_crds_once_when_there_is_no_shared_folder(plain_clone, require_crds):
+    clone, env = plain_clone
+    env["FAKE_ORIGIN"] = str(crds_dir())
+    first = make(clone, env, "crds-present")
+    assert first.returncode == 0, first.stderr
+    cached = clone / ".cache" / "crds"
+    assert sorted(p.name for p in cached.iterdir() if p.name != ".complete") == sorted(pinned_files())
+    assert len(Path(env["FAKE_CURL_LOG"]).read_text().splitlines()) == len(pinned_files())
+    again = make(clone, env, "crds-present")
+    assert again.returncode == 0, again.stderr
+    assert len(Path(env["FAKE_CURL_LOG"]).read_text().splitlines()) == len(pinned_files()), "fetched twice"
+    shown = make(clone, env, "--no-print-directory", "-s", "-p", "crds-present")
+    assert f"CRDS_DIR := {cached}" in shown.stdout
+
+
+def test_make_says_in_one_line_how_when_the_fetch_fails(plain_clone, tmp_path):
+    clone, env = plain_clone
+    env["FAKE_ORIGIN"] = str(tmp_path / "unreachable")
+    result = make(clone, env, "crds-present")
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("make: could not")]
+    assert len(ours) == 1 and "scripts/fetch-crds.sh DIR" in ours[0] and "CRDS_DIR=DIR" in ours[0]
+
+
+def test_make_refuses_a_crds_dir_that_does_not_exist(plain_clone, tmp_path):
+    clone, env = plain_clone
+    missing = tmp_path / "no-such-crds"
+    result = make(clone, env, "crds-present", f"CRDS_DIR={missing}")
+    assert result.returncode != 0
+    assert f"make: CRDS_DIR={missing} does not exist: unset it" in result.stderr
+    assert not (clone / ".cache").exists()

@@ -84,3 +84,46 @@ def test_bad_arguments_exit_2_with_a_message(scripts, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.calls == []
+
+
+# A kind whose `load docker-image` fails as it does with Docker's containerd image store, and a docker
+# that reports its platform; both log their calls like the other stand-ins.
+KIND_CONTAINERD_STORE = """#!/usr/bin/env bash
+printf '%s\\n' "kind $*" >>"$SPY_LOG"
+if [[ ${1:-} == load && ${2:-} == docker-image ]]; then
+  echo 'ERROR: failed to load image: ctr: content digest sha256:0123: not found' >&2
+  exit 1
+fi
+"""
+DOCKER_ON_ARM = """#!/usr/bin/env bash
+printf '%s\\n' "docker $*" >>"$SPY_LOG"
+if [[ ${1:-} == version ]]; then echo linux/arm64; fi
+"""
+
+
+def test_a_failed_kind_load_falls_back_to_a_single_platform_archive(scripts):
+    (scripts.bin / "kind").write_text(KIND_CONTAINERD_STORE)
+    (scripts.bin / "docker").write_text(DOCKER_ON_ARM)
+    result = scripts.run("build-images.sh", "--trainer", "cpu", "--tag", "dev", "--kind-load", "mnist")
+    assert result.returncode == 0, result.stderr
+    assert "loading a single-platform archive instead" in result.stdout
+    loads = [call for call in result.calls if call.startswith(("kind", "docker image save", "rm"))]
+    archive = loads[1].split("--output ")[1].split()[0]
+    assert loads[:3] == [
+        "kind load docker-image localhost/mnist-trainer:dev-cpu --name mnist",
+        f"docker image save --platform linux/arm64 --output {archive} localhost/mnist-trainer:dev-cpu",
+        f"kind load image-archive {archive} --name mnist",
+    ]
+    assert len([c for c in loads if c.startswith("kind load image-archive")]) == 3
+    printed = [c for c in result.commands if c.startswith(("kind", "docker image save"))]
+    assert printed == [c for c in loads if not c.startswith("rm")], "it runs what it prints"
+
+
+def test_the_archive_is_saved_for_the_platform_that_was_built(scripts):
+    (scripts.bin / "kind").write_text(KIND_CONTAINERD_STORE)
+    result = scripts.run(
+        "build-images.sh", "--trainer", "cpu", "--tag", "dev", "--platform", "linux/amd64", "--kind-load", "mnist"
+    )
+    assert result.returncode == 0, result.stderr
+    assert any(c.startswith("docker image save --platform linux/amd64 --output ") for c in result.calls)
+    assert not any(c.startswith("docker version") for c in result.calls)

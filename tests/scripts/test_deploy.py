@@ -1,9 +1,12 @@
 """scripts/deploy.sh: the overlay it applies, the wrapper kustomization it writes, the waits, a failed job."""
 
 import json
+import os
+import textwrap
 
 import pytest
 import yaml
+from support.processes import REPO
 
 JOB_WAIT = "kubectl wait --for=condition=Succeeded pytorchjob/mnist-ddp --timeout=30m"
 SDEP_WAIT = "kubectl wait '--for=jsonpath={.status.state}=Available' seldondeployment/mnist-classifier --timeout=10m"
@@ -21,7 +24,7 @@ def wrapper_of(stdout: str) -> dict:
 def test_help(scripts):
     result = scripts.run("deploy.sh", "--help")
     assert result.returncode == 0
-    assert result.stdout.startswith("Usage: scripts/deploy.sh cpu|gpu")
+    assert result.stdout.startswith("Usage: scripts/deploy.sh cpu|gpu|OVERLAY_DIR")
     assert result.calls == []
 
 
@@ -110,8 +113,9 @@ def test_a_failed_job_stops_the_deploy_with_its_state(scripts):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "which overlay? expected cpu or gpu"),
-        (("tpu",), "unknown argument 'tpu'"),
+        ((), "which overlay? expected cpu, gpu or an overlay directory"),
+        (("tpu",), "unknown argument 'tpu' (expected cpu, gpu or a directory with a kustomization.yaml"),
+        (("cpu", "--bogus"), "unknown option '--bogus'"),
         (("cpu", "gpu"), "only one overlay"),
         (("cpu", "--pvc-access-mode", "ReadOnlyMany"), "expected ReadWriteMany or ReadWriteOnce"),
         (("cpu", "--timeout", "soon"), "expected a number and s, m or h"),
@@ -125,3 +129,128 @@ def test_bad_arguments_exit_2_with_a_message(scripts, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.calls == []
+
+
+def three_worker_overlay(folder) -> str:
+    """The docs/02 recipe: an overlay of its own on top of overlays/cpu, with 3 Workers; returns its path."""
+    overlay = folder / "my-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        textwrap.dedent(f"""\
+            apiVersion: kustomize.config.k8s.io/v1beta1
+            kind: Kustomization
+            resources:
+              - {os.path.relpath(REPO / "overlays" / "cpu", overlay)}
+            patches:
+              - target: {{kind: PyTorchJob, name: mnist-ddp}}
+                patch: |-
+                  - {{op: replace, path: /spec/pytorchReplicaSpecs/Worker/replicas, value: 3}}
+            """)
+    )
+    return str(overlay)
+
+
+def test_any_overlay_directory_is_applied_and_waited_for(scripts, tmp_path):
+    overlay = three_worker_overlay(tmp_path)
+    result = scripts.run("deploy.sh", overlay, "--retrain")
+    assert result.returncode == 0, result.stderr
+    assert f"kubectl apply -k {overlay}" in result.calls
+    assert "kubectl delete pytorchjob/mnist-ddp --ignore-not-found --wait=true" in result.calls
+    job = rendered(result.applied)["PyTorchJob/mnist-ddp"]
+    assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3
+    assert [c for c in result.calls if c.startswith(("kubectl wait", "kubectl rollout"))][-2:] == [
+        c.replace("'", "") for c in [SDEP_WAIT, FRONTEND_WAIT]
+    ]
+
+
+def test_a_relative_overlay_directory_is_read_from_where_the_script_is_run(scripts):
+    three_worker_overlay(scripts.bin.parent)
+    result = scripts.run("deploy.sh", "my-overlay", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.commands[0] == f"kubectl apply -k {scripts.bin.parent.resolve() / 'my-overlay'}"
+
+
+def test_options_wrap_any_overlay_and_the_trainer_tag_follows_its_gpus(scripts, tmp_path):
+    overlay = tmp_path / "gpu-mine"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        f"resources:\n  - {os.path.relpath(REPO / 'overlays' / 'gpu', overlay)}\n"
+    )
+    result = scripts.run("deploy.sh", str(overlay), "--registry", "r.example", "--tag", "7", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    wrapper = wrapper_of(result.stdout)
+    assert wrapper["resources"][0].endswith(f"{overlay.resolve()}".lstrip("/"))
+    assert {i["newName"]: i["newTag"] for i in wrapper["images"]}["r.example/mnist-trainer"] == "7-gpu"
+
+
+def test_trainjob_and_inferenceservice_overlays_get_their_own_waits(scripts, tmp_path):
+    overlay = tmp_path / "v2"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text("resources:\n  - objects.yaml\n")
+    (overlay / "objects.yaml").write_text(
+        textwrap.dedent("""\
+            apiVersion: trainer.kubeflow.org/v1alpha1
+            kind: TrainJob
+            metadata: {name: mnist-ddp}
+            spec:
+              trainer: {args: [--checkpoint-dir=/mnt/pvc/checkpoints/v2]}
+            ---
+            apiVersion: serving.kserve.io/v1beta1
+            kind: InferenceService
+            metadata: {name: mnist}
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: mnist-frontend}
+            """)
+    )
+    result = scripts.run("deploy.sh", str(overlay), "--retrain", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.commands[0] == "kubectl delete trainjob/mnist-ddp --ignore-not-found --wait=true"
+    overrides = json.loads(result.commands[1].split("'--overrides=")[1].rstrip("'"))
+    assert overrides["spec"]["containers"][0]["command"] == ["rm", "-rf", "/mnt/pvc/checkpoints/v2"]
+    assert result.commands[3:] == [
+        "kubectl wait --for=condition=Complete trainjob/mnist-ddp --timeout=30m",
+        "kubectl wait --for=condition=Ready inferenceservice/mnist --timeout=10m",
+        FRONTEND_WAIT,
+    ]
+    real = scripts.run("deploy.sh", str(overlay))
+    assert real.calls[0] == "kubectl get crd trainjobs.trainer.kubeflow.org inferenceservices.serving.kserve.io"
+
+
+def test_an_overlay_without_a_training_job_is_refused(scripts, tmp_path):
+    overlay = tmp_path / "frontend-only"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text("resources:\n  - d.yaml\n")
+    (overlay / "d.yaml").write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
+    result = scripts.run("deploy.sh", str(overlay), "--dry-run")
+    assert result.returncode == 2
+    assert "renders no PyTorchJob or TrainJob" in result.stderr
+
+
+def kubectl_without_pvc(scripts) -> None:
+    """Make the kubectl stand-in answer `get pvc/...` with NotFound, as on a first deploy."""
+    stand_in = scripts.bin / "kubectl"
+    lines = stand_in.read_text().splitlines(keepends=True)
+    not_found = (
+        'if [[ ${1:-} == get && ${2:-} == pvc/* ]]; then printf \'%s\\n\' "kubectl $*" >>"$SPY_LOG"; exit 1; fi\n'
+    )
+    stand_in.write_text(lines[0] + not_found + "".join(lines[1:]))
+
+
+def test_retrain_on_a_first_deploy_skips_the_checkpoint_when_there_is_no_pvc(scripts):
+    kubectl_without_pvc(scripts)
+    result = scripts.run("deploy.sh", "cpu", "--retrain", "--namespace", "team-a")
+    assert result.returncode == 0, result.stderr
+    assert "kubectl get pvc/mnist-pvc --namespace=team-a" in result.calls
+    assert "# no PVC mnist-pvc yet: no checkpoint to clear" in result.stdout
+    assert not any(call.startswith("kubectl run") for call in result.calls)
+    assert "kubectl apply -k" in " ".join(result.calls)
+
+
+def test_retrain_clears_the_checkpoint_when_the_pvc_exists(scripts):
+    result = scripts.run("deploy.sh", "cpu", "--retrain")
+    assert result.returncode == 0, result.stderr
+    runs = [call for call in result.calls if call.startswith("kubectl run mnist-clear-checkpoint")]
+    assert len(runs) == 1
+    assert result.calls.index("kubectl get pvc/mnist-pvc") < result.calls.index(runs[0])

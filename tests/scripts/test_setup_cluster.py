@@ -47,7 +47,11 @@ def test_gke_dry_run_creates_gpu_pool_with_drivers_and_filestore(scripts):
     assert create.startswith("gcloud container clusters create mnist --project my-proj --location europe-west4-a")
     assert "--addons GcpFilestoreCsiDriver" in create
     assert pool.startswith("gcloud container node-pools create gpu-pool --project my-proj")
-    assert "--num-nodes 2 --accelerator type=nvidia-tesla-t4,count=1,gpu-driver-version=default" in pool
+    assert "--machine-type n1-standard-4 --num-nodes 2" in pool
+    assert pool.endswith("--accelerator type=nvidia-tesla-t4,count=1,gpu-driver-version=latest")
+    assert result.commands[0].endswith(
+        "container.googleapis.com file.googleapis.com artifactregistry.googleapis.com --project my-proj"
+    )
     assert "kubectl get storageclass standard-rwx" in result.commands
     assert TRAINING_OPERATOR in result.commands
     assert result.calls == []
@@ -83,6 +87,9 @@ def test_real_run_executes_exactly_what_it_prints(scripts):
         (("kind", "--name", "My_Cluster"), "lower-case letters"),
         (("gke", "--gpu-nodes", "0"), "expected a positive integer"),
         (("gke", "--dry-run"), "gke needs a project"),
+        (("gke", "--gpu-type", "nvidia-tesla-v100"), "needs compute capability 7.5 or later"),
+        (("gke", "--gpu-type", "nvidia-b200"), "give one that takes a single nvidia-b200 with --machine-type"),
+        (("gke", "--gpu-driver-version", "535"), "expected latest or default"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(scripts, args, message):
@@ -90,3 +97,63 @@ def test_bad_arguments_exit_2_with_a_message(scripts, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.calls == []
+
+
+@pytest.mark.parametrize(
+    ("gpu_type", "machine_type"),
+    [
+        ("nvidia-tesla-t4", "n1-standard-4"),
+        ("nvidia-l4", "g2-standard-4"),
+        ("nvidia-tesla-a100", "a2-highgpu-1g"),
+        ("nvidia-a100-80gb", "a2-ultragpu-1g"),
+        ("nvidia-h100-80gb", "a3-highgpu-1g"),
+    ],
+)
+def test_gke_gpu_nodes_get_the_machine_family_their_gpu_attaches_to(scripts, gpu_type, machine_type):
+    result = scripts.run("setup-cluster.sh", "gke", "--project", "p", "--gpu-type", gpu_type, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    pool = next(c for c in result.commands if c.startswith("gcloud container node-pools create"))
+    assert f"--machine-type {machine_type} " in pool and f"type={gpu_type},count=1," in pool
+
+
+def test_gke_machine_type_and_driver_version_can_be_given(scripts):
+    result = scripts.run(
+        "setup-cluster.sh", "gke", "--project", "p", "--gpu-type", "nvidia-b200", "--machine-type", "a4-highgpu-8g",
+        "--gpu-driver-version", "default", "--dry-run",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pool = next(c for c in result.commands if c.startswith("gcloud container node-pools create"))
+    assert "--machine-type a4-highgpu-8g " in pool and pool.endswith("gpu-driver-version=default")
+
+
+# A gcloud that knows which GKE objects exist: `describe` succeeds for those named in $GKE_EXISTING.
+GCLOUD_WITH_STATE = """#!/usr/bin/env bash
+printf '%s\\n' "gcloud $*" >>"$SPY_LOG"
+if [[ ${2:-} == clusters && ${3:-} == describe ]]; then [[ " $GKE_EXISTING " == *" cluster "* ]]; exit; fi
+if [[ ${2:-} == node-pools && ${3:-} == describe ]]; then [[ " $GKE_EXISTING " == *" gpu-pool "* ]]; exit; fi
+exit 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("existing", "created"),
+    [
+        ("", ["clusters create", "node-pools create"]),
+        ("cluster", ["node-pools create"]),
+        ("cluster gpu-pool", []),
+    ],
+)
+def test_gke_reuses_an_existing_cluster_and_node_pool(scripts, existing, created):
+    (scripts.bin / "gcloud").write_text(GCLOUD_WITH_STATE)
+    result = scripts.run("setup-cluster.sh", "gke", "--project", "p", GKE_EXISTING=existing)
+    assert result.returncode == 0, result.stderr
+    gcloud = [call for call in result.calls if call.startswith("gcloud container")]
+    assert [" ".join(c.split()[2:4]) for c in gcloud if " create " in c] == created
+    assert (
+        "gcloud container clusters describe mnist --project p --location us-central1-c --format=value(name)" in gcloud
+    )
+    assert "gcloud container clusters get-credentials mnist --project p --location us-central1-c" in gcloud
+    if "cluster" in existing:
+        assert "# GKE cluster mnist exists in us-central1-c: reusing it" in result.stdout
+    executed = [call for call in result.calls if " describe " not in call]
+    assert executed == [command.replace("'", "") for command in result.commands]

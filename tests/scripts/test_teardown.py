@@ -1,6 +1,9 @@
 """scripts/teardown.sh: what it deletes, with and without the PVC, and the cluster."""
 
+import os
+
 import pytest
+from support.processes import REPO
 
 
 def test_help_says_the_pvc_goes_by_default(scripts):
@@ -57,7 +60,8 @@ def test_real_run_with_keep_pvc_executes_what_it_prints(scripts):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "which overlay was deployed?"),
+        ((), "which overlay was deployed? expected cpu, gpu or an overlay directory"),
+        (("cpu", "--bogus"), "unknown option '--bogus'"),
         (("cpu", "--cluster", "eks"), "expected kind or gke"),
         (("cpu", "--keep-pvc", "--cluster", "gke"), "--keep-pvc with --cluster makes no sense"),
         (("cpu", "--cluster", "gke"), "needs a project"),
@@ -70,3 +74,17 @@ def test_bad_arguments_exit_2_with_a_message(scripts, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.calls == []
+
+
+def test_any_overlay_directory_that_was_deployed(scripts, tmp_path):
+    overlay = tmp_path / "my-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        f"resources:\n  - {os.path.relpath(REPO / 'overlays' / 'cpu', overlay)}\n"
+    )
+    everything = scripts.run("teardown.sh", str(overlay), "--dry-run")
+    assert everything.returncode == 0, everything.stderr
+    assert everything.commands[0] == f"kubectl delete -k {overlay} --ignore-not-found --wait=true"
+    kept = scripts.run("teardown.sh", str(overlay), "--keep-pvc")
+    assert kept.returncode == 0, kept.stderr
+    assert "pytorchjob/mnist-ddp" in kept.calls[0] and "persistentvolumeclaim/" not in kept.calls[0]

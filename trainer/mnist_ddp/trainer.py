@@ -68,7 +68,12 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data: MnistData, config: TrainConfig, ctx: DistContext, num_workers: int = 0):
         if config.batch_size % ctx.world_size:
-            raise ValueError(f"--batch-size {config.batch_size} must be divisible by the world size {ctx.world_size}")
+            lower = config.batch_size // ctx.world_size * ctx.world_size
+            choices = " or ".join(f"--batch-size={size}" for size in (lower, lower + ctx.world_size) if size)
+            raise ValueError(
+                f"--batch-size {config.batch_size} must be divisible by the world size {ctx.world_size} (the Master "
+                f"and the Workers): choose a multiple of {ctx.world_size}, e.g. {choices}"
+            )
         self.config = config
         self.ctx = ctx
         self.model = model.to(ctx.device)
