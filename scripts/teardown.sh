@@ -32,7 +32,9 @@ Examples:
 EOF
 }
 
-readonly TRAINING_OPERATOR_MANIFESTS="github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.4"
+# What setup-cluster.sh installed: the Training Operator (with its init-container template) and the Seldon executor policy.
+OPERATORS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/operators"
+readonly OPERATORS_DIR
 
 # shellcheck source=lib/cli.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cli.sh"
@@ -77,8 +79,9 @@ delete_workloads() {
 }
 
 delete_operators() {
+  run kubectl delete -f "$OPERATORS_DIR/seldon-core/executor-restricted.yaml" --ignore-not-found
   run helm uninstall seldon-core --namespace seldon-system --ignore-not-found
-  run kubectl delete -k "$TRAINING_OPERATOR_MANIFESTS" --ignore-not-found
+  run kubectl delete -k "$OPERATORS_DIR/training-operator" --ignore-not-found
 }
 
 delete_cluster() {

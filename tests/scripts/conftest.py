@@ -30,6 +30,9 @@ fi
 if [[ $tool == kubectl && ${1:-} == wait && -n ${SPY_WAIT_FAILS:-} && $* == *"$SPY_WAIT_FAILS"* ]]; then
   exit 1
 fi
+if [[ $tool == kubectl && ${1:-} == api-resources ]]; then
+  printf '%s\\n' "${SPY_API_RESOURCES-mutatingadmissionpolicies.admissionregistration.k8s.io}"
+fi
 if [[ $tool == kubectl && ${1:-} == get && -n ${SPY_JOB_STATE:-} && $* == *pytorchjob* ]]; then
   printf '%s' "$SPY_JOB_STATE"
 fi

@@ -1,11 +1,11 @@
 """scripts/setup-cluster.sh: the cluster and operator commands it prints and runs."""
 
 import pytest
+from support.processes import REPO
 
-TRAINING_OPERATOR = (
-    "kubectl apply --server-side -k "
-    "'github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.4'"
-)
+# The upstream standalone install plus our init-container template (operators/training-operator).
+TRAINING_OPERATOR = f"kubectl apply --server-side -k {REPO}/operators/training-operator"
+SELDON_EXECUTOR_POLICY = f"kubectl apply --server-side -f {REPO}/operators/seldon-core/executor-restricted.yaml"
 SELDON = (
     "helm upgrade --install seldon-core seldon-core-operator --repo https://storage.googleapis.com/seldon-charts "
     "--version 1.17.1 --namespace seldon-system --create-namespace --set usageMetrics.enabled=false"
@@ -36,6 +36,7 @@ def test_kind_dry_run_prints_cluster_then_operators_and_runs_nothing(scripts):
     assert commands[2:4] == OPERATOR_WAITS[:2]
     assert commands[4].startswith(SELDON + " --wait")
     assert commands[5:7] == OPERATOR_WAITS[2:]
+    assert commands[7] == SELDON_EXECUTOR_POLICY
     assert "kubectl get crd pytorchjobs.kubeflow.org seldondeployments.machinelearning.seldon.io" in commands
     assert result.calls == []
 
@@ -71,7 +72,7 @@ def test_gke_project_from_environment_and_skip_cluster(scripts):
 def test_real_run_executes_exactly_what_it_prints(scripts):
     result = scripts.run("setup-cluster.sh", "kind", "--name", "tutorial")
     assert result.returncode == 0, result.stderr
-    executed = [call for call in result.calls if call != "kind get clusters"]
+    executed = [call for call in result.calls if call != "kind get clusters" and "api-resources" not in call]
     printed = [command.replace("'", "") for command in result.commands]
     assert executed == printed
     assert executed[0] == "kind create cluster --name tutorial --wait 5m"
@@ -155,5 +156,14 @@ def test_gke_reuses_an_existing_cluster_and_node_pool(scripts, existing, created
     assert "gcloud container clusters get-credentials mnist --project p --location us-central1-c" in gcloud
     if "cluster" in existing:
         assert "# GKE cluster mnist exists in us-central1-c: reusing it" in result.stdout
-    executed = [call for call in result.calls if " describe " not in call]
+    executed = [call for call in result.calls if " describe " not in call and "api-resources" not in call]
     assert executed == [command.replace("'", "") for command in result.commands]
+
+
+def test_a_cluster_without_mutating_admission_policies_gets_a_warning_not_the_policy(scripts):
+    result = scripts.run("setup-cluster.sh", "kind", SPY_API_RESOURCES="")
+    assert result.returncode == 0, result.stderr
+    assert "serves no MutatingAdmissionPolicy (Kubernetes < 1.36)" in result.stderr
+    assert SELDON_EXECUTOR_POLICY not in result.commands
+    with_policy = scripts.run("setup-cluster.sh", "kind")
+    assert SELDON_EXECUTOR_POLICY in with_policy.commands

@@ -40,10 +40,10 @@ def test_keep_pvc_deletes_every_other_object_by_name(scripts):
 def test_operators_and_cluster(scripts):
     result = scripts.run("teardown.sh", "cpu", "--operators", "--cluster", "kind", "--name", "tut", "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert result.commands[-3:] == [
+    assert result.commands[-4:] == [
+        f"kubectl delete -f {REPO}/operators/seldon-core/executor-restricted.yaml --ignore-not-found",
         "helm uninstall seldon-core --namespace seldon-system --ignore-not-found",
-        "kubectl delete -k 'github.com/kubeflow/training-operator.git/manifests/overlays/standalone?ref=v1.9.4' "
-        "--ignore-not-found",
+        f"kubectl delete -k {REPO}/operators/training-operator --ignore-not-found",
         "kind delete cluster --name tut",
     ]
     gke = scripts.run("teardown.sh", "gpu", "--cluster", "gke", "--project", "p", "--dry-run")
