@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,3 +217,48 @@ def test_a_supervisor_that_still_runs_is_named_not_cleared(tmp_path):
         supervising.kill()
         supervising.wait()
         wait_gone(pids, GRACE + 5)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("raise SystemExit(3)", 3), ("import os, signal; os.kill(os.getpid(), signal.SIGABRT)", -signal.SIGABRT)],
+    ids=["exit code", "signal"],
+)
+def test_the_exit_status_is_the_programs_not_the_keepers(tmp_path, code, expected):
+    process = Supervisor(Console(io.StringIO())).start(Spec("a", [sys.executable, "-c", code], tmp_path))
+    deadline = time.monotonic() + 10
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() == expected
+
+
+def test_a_program_that_cannot_be_run_is_reported(tmp_path):
+    process = Supervisor(Console(io.StringIO())).start(Spec("a", [str(tmp_path / "missing")], tmp_path))
+    deadline = time.monotonic() + 10
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() == 127
+    assert process.last_lines() == [f"keeper: cannot run {tmp_path / 'missing'}: No such file or directory"]
+
+
+def test_a_process_started_from_a_thread_that_ends_keeps_running(tmp_path):
+    # The parent-death signal fires when the thread that forked exits, not only the process.
+    supervisor = Supervisor(Console(io.StringIO()))
+    log = tmp_path / "log"
+    started = []
+
+    def start_and_wait() -> None:
+        started.append(supervisor.start(Spec("a", program(log, "a"), tmp_path)))
+        wait_for_pids(log, 1)  # the keeper has set its parent-death signal by now
+
+    thread = threading.Thread(target=start_and_wait)
+    thread.start()
+    thread.join()
+    pids = wait_for_pids(log, 1)["a"]
+    time.sleep(0.5)
+    try:
+        assert started[0].poll() is None and all(alive(p) for p in pids)
+        assert records(log, "TERM") == []
+    finally:
+        supervisor.stop_all()
+    assert not wait_gone(pids, 2)
