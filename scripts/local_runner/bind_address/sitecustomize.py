@@ -7,11 +7,15 @@ REST and metrics servers. On a cluster that is right (the pod's network is the b
 on a laptop it would serve the model to the whole network. So here a bind to the IPv4
 wildcard or loopback address becomes DEMO_BIND_ADDRESS, and one to the IPv6 wildcard or
 loopback becomes ::1 (or :: when the user chose every interface). Other addresses, Unix
-sockets and binds made in C (torch's TCPStore) are left alone.
+sockets and binds made in C (torch's TCPStore) are left alone. A sitecustomize this one
+hides (Debian and Ubuntu ship one) still runs.
 """
 
+import importlib.machinery
+import importlib.util
 import os
 import socket
+import sys
 
 _ADDRESS = os.environ.get("DEMO_BIND_ADDRESS")
 _IPV4_REPLACED = ("", "0.0.0.0", "127.0.0.1")
@@ -35,3 +39,14 @@ if _ADDRESS:
         return _bind(self, _local_address(self.family, address))
 
     socket.socket.bind = _bind_locally
+
+
+def _run_the_hidden_sitecustomize() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is not None and spec.loader is not None:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+_run_the_hidden_sitecustomize()
