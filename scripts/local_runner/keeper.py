@@ -173,7 +173,9 @@ def keep(supervisor: int, grace: float, argv: list[str]) -> None:
     kill_the_rest(me)
     if orphaned or status is None:
         # Nobody waits for the exit status: take the whole process group down, the keeper last.
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+        if os.getpgid(0) == me:
+            os.killpg(me, signal.SIGKILL)
+        sys.exit(1)
     exit_like(status)
 
 
