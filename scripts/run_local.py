@@ -22,7 +22,8 @@ from local_runner.supervisor import Console
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[bool, Settings]:
-    """Flags, with defaults from the environment variables MNIST_DIR, DEMO_DIR, FRONTEND_PORT, MODEL_PORT, RETRAIN."""
+    """Flags, with defaults from the environment variables MNIST_DIR, DEMO_DIR, FRONTEND_PORT, MODEL_PORT,
+    DEMO_BIND_ADDRESS, RETRAIN."""
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -58,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[bool, Settings]:
         help="local REST port of the model server (default: $MODEL_PORT, else 9000)",
     )
     parser.add_argument(
+        "--bind-address",
+        default=env.get("DEMO_BIND_ADDRESS", "127.0.0.1"),
+        help="address every server of the run listens on: 127.0.0.1 (this machine only) or 0.0.0.0 (every "
+        "interface: anyone on the network can reach them) (default: $DEMO_BIND_ADDRESS, else 127.0.0.1)",
+    )
+    parser.add_argument(
         "--retrain",
         action="store_true",
         default=env.get("RETRAIN", "") not in ("", "0"),
@@ -91,6 +98,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[bool, Settings]:
         retrain=args.retrain,
         exit_when_ready=args.exit_when_ready,
         ready_timeout=args.ready_timeout,
+        bind_address=args.bind_address,
     )
 
 

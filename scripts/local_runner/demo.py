@@ -26,7 +26,7 @@ from local_runner.components import component_for_image, shell_words
 from local_runner.errors import RefusedError, WorkloadFailedError
 from local_runner.podspec import PASSTHROUGH_ENV, ContainerPlan, Probe, port_is_free
 from local_runner.render import Rendering
-from local_runner.supervisor import Console, Process, Supervisor, describe_exit
+from local_runner.supervisor import Console, Process, RunInProgressError, Supervisor, command_line, describe_exit
 from local_runner.translate import HostMap
 
 # Objects that only shape how a cluster schedules, isolates or authorises pods: they
@@ -47,6 +47,14 @@ CLUSTER_ONLY_KINDS = {
 }
 RUN_KINDS = {"PersistentVolumeClaim", "PyTorchJob", "SeldonDeployment", "Deployment", "Service", "ConfigMap", "Secret"}
 MNIST_FILES = ("-ubyte", "-ubyte.gz")
+# Where a run writes down its processes, in DEMO_DIR, for the next run to clear after a crash.
+STATE_FILE = "run_local.json"
+MAX_GRACE_SECONDS = 10.0
+# First on every process's PYTHONPATH: its sitecustomize makes servers that bind every interface in their code
+# bind DEMO_BIND_ADDRESS instead.
+BIND_ADDRESS_SHIM = Path(__file__).resolve().parent / "bind_address"
+BIND_ADDRESSES = ("127.0.0.1", "0.0.0.0")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Settings:
     retrain: bool = False
     exit_when_ready: bool = False
     ready_timeout: float = 120.0
+    bind_address: str = "127.0.0.1"
 
 
 @dataclass
@@ -78,6 +87,10 @@ class DemoPlan:
     data_dir: Path | None = None
     # The pods' emptyDirs, removed when the run ends.
     scratch: Path | None = None
+
+    def job_plans(self) -> list[ContainerPlan]:
+        """The job's replicas' processes (none without a job)."""
+        return [r.plan for r in self.job.replicas] if self.job else []
 
 
 def flag_value(argv: list[str], flag: str) -> str | None:
@@ -108,13 +121,45 @@ def build_plan(rendering: Rendering, settings: Settings) -> DemoPlan:
         elif kind not in RUN_KINDS:
             raise RefusedError(f"{kind}/{name}", f"kind {kind} is not emulated by the local runner")
 
+    if settings.bind_address not in BIND_ADDRESSES:
+        raise RefusedError(
+            "DEMO_BIND_ADDRESS",
+            f"{settings.bind_address!r} is not one of {', '.join(BIND_ADDRESSES)} (loopback only, or every interface)",
+        )
     plan.scratch = Path(tempfile.mkdtemp(prefix="run_local-"))
     try:
         _plan_workloads(rendering, settings, plan)
     except BaseException:
         remove_scratch(plan)
         raise
+    trainers = plan.job_plans()
+    for process in all_plans(plan):
+        bind_locally(process, settings.bind_address, trainer=any(process is t for t in trainers))
     return plan
+
+
+def loopback_interface() -> str:
+    """The name of the loopback network interface (lo on Linux, lo0 on macOS)."""
+    names = [name for _, name in socket.if_nameindex() if name.startswith("lo")]
+    return names[0] if names else "lo"
+
+
+def bind_locally(process: ContainerPlan, address: str, trainer: bool) -> None:
+    """Make the process's servers listen on `address`, whatever address their code or arguments name.
+
+    Python servers bind through the shim in BIND_ADDRESS_SHIM; gloo (the trainer's
+    collectives) listens on the interface GLOO_SOCKET_IFNAME names, loopback here, since
+    every rank runs on this machine.
+    """
+    process.env["DEMO_BIND_ADDRESS"] = address
+    process.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BIND_ADDRESS_SHIM), process.env.get("PYTHONPATH")]))
+    if trainer:
+        process.env.setdefault("GLOO_SOCKET_IFNAME", loopback_interface())
+
+
+def all_plans(plan: DemoPlan) -> list[ContainerPlan]:
+    """Every process of the run, in the order they start."""
+    return plan.job_plans() + ([plan.model] if plan.model else []) + plan.servers
 
 
 def _plan_workloads(rendering: Rendering, settings: Settings, plan: DemoPlan) -> None:
@@ -165,9 +210,7 @@ def describe(plan: DemoPlan, console: Console) -> None:
     """Print what would run: each process's command, working directory and environment."""
     for note in plan.notes:
         console.say(note)
-    plans = [r.plan for r in plan.job.replicas] if plan.job else []
-    plans += ([plan.model] if plan.model else []) + plan.servers
-    for p in plans:
+    for p in all_plans(plan):
         console.say(f"{p.workload} {p.label} [{p.prefix}]")
         console.say(f"  command: {shell_words(p.argv)}")
         console.say(f"  cwd: {p.cwd}")
@@ -312,19 +355,78 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run(plan: DemoPlan, settings: Settings, console: Console) -> int:
-    """Run the plan; return the exit code (0 ready/stopped by the user, 1 a workload failed, 130 interrupted)."""
-    for note in plan.notes:
-        console.say(note)
+def port_owner(port: int) -> str | None:
+    """Which process listens on TCP `port`, as "pid N (command)", from /proc (Linux); None if unknown."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for entry in Path("/proc").glob("[0-9]*") if inodes else ():
+        try:
+            if any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
+                return f"pid {entry.name} ({command_line(int(entry.name))})"
+        except OSError:
+            continue
+    return None
+
+
+def _ports_in_use(settings: Settings, console: Console) -> bool:
+    busy = False
     for port, what in ((settings.frontend_port, "FRONTEND_PORT"), (settings.model_port, "MODEL_PORT")):
         if not port_is_free(port):
-            console.say(f"port {port} is in use: choose another with {what}=<port>")
-            return 1
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    supervisor = Supervisor(console)
+            owner = port_owner(port)
+            console.say(
+                f"port {port} is in use{f' by {owner}' if owner else ''}: stop it, or choose another port with "
+                f"{what}=<port>"
+            )
+            busy = True
+    return busy
+
+
+def run(plan: DemoPlan, settings: Settings, console: Console) -> int:
+    """Run the plan; return the exit code (0 ready/stopped by the user, 1 a workload failed, 130 interrupted).
+
+    SIGINT, SIGTERM and SIGHUP (the terminal closed) stop every process. Processes are
+    also stopped when this process dies without stopping them (see supervisor.py), and
+    what a crashed run left is cleared from DEMO_DIR's state file at the next start.
+    """
+    for note in plan.notes:
+        console.say(note)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS}
+    supervisor = Supervisor(console, settings.demo_dir / STATE_FILE, MAX_GRACE_SECONDS)
+    try:
+        for line in supervisor.open():
+            console.say(f"stopped a process that a run which did not stop cleanly left behind: {line}")
+    except RunInProgressError as busy:
+        console.say(f"{busy}: stop it first, or give this run another DEMO_DIR")
+        _restore(previous)
+        return 1
+    except KeyboardInterrupt:
+        _restore(previous)
+        return 130
+    try:
+        return _run(plan, settings, console, supervisor)
+    finally:
+        _restore(previous)
+
+
+def _restore(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def _run(plan: DemoPlan, settings: Settings, console: Console, supervisor: Supervisor) -> int:
     servers: list[Process] = []
     trained = False
     try:
+        if _ports_in_use(settings, console):
+            return 1
         if _prepare_training(plan, settings, console):
             trained = True
             for replica in plan.job.replicas:
@@ -367,6 +469,5 @@ def run(plan: DemoPlan, settings: Settings, console: Console) -> int:
         console.say("stopping every process")
         return 130
     finally:
-        supervisor.stop_all()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        supervisor.close()
         remove_scratch(plan)

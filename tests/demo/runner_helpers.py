@@ -2,8 +2,11 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -12,7 +15,7 @@ from support.processes import REPO
 RUN_LOCAL = REPO / "scripts" / "run_local.py"
 CPU_OVERLAY = REPO / "overlays" / "cpu"
 # The runner's settings from the environment must not leak from the shell into a test.
-RUNNER_ENV = ("MNIST_DIR", "DEMO_DIR", "FRONTEND_PORT", "MODEL_PORT", "RETRAIN")
+RUNNER_ENV = ("MNIST_DIR", "DEMO_DIR", "FRONTEND_PORT", "MODEL_PORT", "DEMO_BIND_ADDRESS", "RETRAIN")
 
 
 def write_overlay(folder: Path, patches: list[dict]) -> Path:
@@ -57,3 +60,44 @@ def run_local(*args, timeout: float) -> subprocess.CompletedProcess:
         timeout=timeout,
         check=False,
     )
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Runner:
+    """scripts/run_local.py in the background, its output collected line by line."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(RUN_LOCAL), *map(str, args)],
+            cwd=REPO,
+            env=runner_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.proc.poll() is None, f"the runner exited with {self.proc.returncode}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output()}"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -7,18 +7,13 @@ import json
 import os
 import re
 import signal
-import socket
 import struct
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
 import zlib
 
 import pytest
-from runner_helpers import RUN_LOCAL, run_local, runner_env, trainer_args_patch, write_overlay
-from support.processes import REPO, free_port
+from runner_helpers import Runner, port_open, run_local, trainer_args_patch, write_overlay
+from support.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -39,47 +34,6 @@ def first_test_digit_png(mnist_dir) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b"")
     )
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Runner:
-    """scripts/run_local.py in the background, its output collected line by line."""
-
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(RUN_LOCAL), *map(str, args)],
-            cwd=REPO,
-            env=runner_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            assert self.proc.poll() is None, f"the runner exited with {self.proc.returncode}:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output()}"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def test_from_nothing_to_a_prediction_through_the_frontend(tmp_path, mnist_dir):

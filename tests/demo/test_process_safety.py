@@ -1,0 +1,196 @@
+"""The real demo stopped the ways a user stops it by accident: the terminal closed (SIGHUP), the runner killed
+(SIGKILL, the OOM killer). Nothing may be left running, every port must be free again, the next start must work;
+and while it runs, no server may listen beyond this machine unless the user asks for it."""
+
+import ipaddress
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from runner_helpers import Runner, port_open, run_local, trainer_args_patch, write_overlay
+from support.processes import free_port
+
+pytestmark = pytest.mark.slow
+
+STARTUP_TIMEOUT = 180
+# The runner's grace period (at most 10 s) and the keeper's margin.
+CLEANUP_TIMEOUT = 20
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it, from /proc."""
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            parents[int(entry.name)] = int(fields[1])
+    tree, todo = [root], [root]
+    while todo:
+        parent = todo.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree += children
+        todo += children
+    return tree
+
+
+def running(pids: list[int]) -> list[int]:
+    """Those of `pids` that still run (not zombies)."""
+    left = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z":
+            left.append(pid)
+    return left
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while running(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return running(pids)
+
+
+def _address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    # /proc/net/tcp6 writes each 32-bit word in host (little-endian) order.
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def listening_sockets(pids: list[int]) -> set[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket in LISTEN state that one of `pids` holds."""
+    owners = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    owners[target[8:-1]] = pid
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in owners:
+                address, port = fields[1].rsplit(":", 1)
+                found.add((owners[fields[9]], _address(address), int(port, 16)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, mnist_dir) -> list:
+    """The runner's arguments for a DEMO_DIR whose model is already trained (one short training for the module)."""
+    root = tmp_path_factory.mktemp("safety")
+    overlay = write_overlay(root / "short-training", [trainer_args_patch("--epochs=1", "--batch-size=32")])
+    args = ["--overlay", overlay, "--demo-dir", root / "demo", "--mnist-dir", mnist_dir]
+    result = run_local(
+        *args, "--frontend-port", free_port(), "--model-port", free_port(), "--exit-when-ready", timeout=300
+    )
+    assert result.returncode == 0, result.stdout
+    return args
+
+
+def ready_runner(published: list, *extra) -> tuple[Runner, int, int]:
+    frontend_port, model_port = free_port(), free_port()
+    runner = Runner(*published, "--frontend-port", frontend_port, "--model-port", model_port, *extra)
+    runner.wait_for("READY: open", STARTUP_TIMEOUT)
+    return runner, frontend_port, model_port
+
+
+def test_sighup_stops_everything_and_every_server_listens_on_loopback_only(published):
+    runner, frontend_port, model_port = ready_runner(published)
+    try:
+        tree = process_tree(runner.proc.pid)
+        sockets = listening_sockets(tree)
+        ports = {port for _, _, port in sockets}
+        assert {frontend_port, model_port} <= ports, sockets
+        beyond = [s for s in sockets if not ipaddress.ip_address(s[1]).is_loopback]
+        assert not beyond, f"listening beyond this machine (pid, address, port): {beyond}"
+
+        runner.proc.send_signal(signal.SIGHUP)
+        assert runner.proc.wait(timeout=60) == 130, runner.output()
+    finally:
+        runner.kill()
+    assert "stopping every process" in runner.output()
+    assert not running(tree[1:]), "a process outlived the runner"
+    assert not any(port_open(port) for port in ports), "a port is still held"
+
+
+def test_after_a_sigkill_nothing_is_left_and_the_next_start_works(published):
+    runner, frontend_port, model_port = ready_runner(published)
+    tree = process_tree(runner.proc.pid)
+    ports = {port for _, _, port in listening_sockets(tree)}
+    runner.kill()
+    # At once, while the killed run's processes may still be in their grace period.
+    again = Runner(*published, "--frontend-port", frontend_port, "--model-port", model_port)
+    try:
+        again.wait_for("READY: open", STARTUP_TIMEOUT)
+        assert not running(tree[1:]), "a process of the killed run is still running"
+        again.proc.send_signal(signal.SIGINT)
+        assert again.proc.wait(timeout=60) == 130, again.output()
+    finally:
+        again.kill()
+    output = again.output()
+    for line in output.splitlines():
+        if "left behind:" in line:
+            pid = int(line.split("left behind: pid ")[1].split()[0])
+            assert pid in tree, line
+    assert not any(port_open(port) for port in ports), "a port is still held"
+
+
+def test_a_sigkill_alone_leaves_nothing_once_the_grace_period_is_over(published):
+    runner, _, _ = ready_runner(published)
+    tree = process_tree(runner.proc.pid)
+    ports = {port for _, _, port in listening_sockets(tree)}
+    runner.kill()
+    assert not wait_gone(tree, CLEANUP_TIMEOUT), "a process outlived the killed runner"
+    assert not any(port_open(port) for port in ports), "a port is still held"
+
+
+def test_every_interface_only_when_asked(published):
+    runner, frontend_port, model_port = ready_runner(published, "--bind-address", "0.0.0.0")
+    try:
+        sockets = listening_sockets(process_tree(runner.proc.pid))
+    finally:
+        runner.proc.send_signal(signal.SIGINT)
+        runner.proc.wait(timeout=60)
+        runner.kill()
+    addresses = {port: address for _, address, port in sockets}
+    assert addresses[frontend_port] == addresses[model_port] == "0.0.0.0", sockets
+
+
+def test_a_bind_address_that_is_neither_loopback_nor_every_interface_is_refused(tmp_path):
+    result = run_local("--demo-dir", tmp_path, "--bind-address", "192.0.2.1", "--dry-run", timeout=60)
+    assert result.returncode == 2, result.stdout
+    assert "REFUSED DEMO_BIND_ADDRESS: '192.0.2.1' is not one of 127.0.0.1, 0.0.0.0" in result.stdout
+
+
+def test_a_port_in_use_is_named_with_the_process_holding_it(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_local(
+            "--demo-dir",
+            tmp_path,
+            "--frontend-port",
+            port,
+            "--model-port",
+            free_port(),
+            "--exit-when-ready",
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stdout
+    assert f"port {port} is in use by pid {os.getpid()} (" in result.stdout
+    assert "choose another port with FRONTEND_PORT=<port>" in result.stdout
