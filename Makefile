@@ -31,14 +31,16 @@ REQS_serving := serving/requirements.txt tests/requirements.txt
 REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirements-browser.txt
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
+REQS_pipelines := pipelines/requirements.txt tests/requirements-pipelines.txt
 
 $(VENV)/trainer/.installed: $(REQS_trainer)
 $(VENV)/serving/.installed: $(REQS_serving)
 $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
+$(VENV)/pipelines/.installed: $(REQS_pipelines)
 
-ENVS := trainer serving frontend tools checkov
+ENVS := trainer serving frontend tools checkov pipelines
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 
@@ -48,10 +50,10 @@ demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.in
 	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
 
 .PHONY: test
-test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo ## Run every test suite (no cluster, no GPU, no network).
+test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-pipelines ## Run every test suite (no cluster, no GPU, no network).
 
 PYTEST_ARGS ?= -q
-.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo
+.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-pipelines
 test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
 	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
 
@@ -69,6 +71,15 @@ test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/traine
 
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
+
+test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
+	$(VENV)/pipelines/bin/python -m pytest $(PYTEST_ARGS) tests/pipelines
+
+# --- Kubeflow Pipelines (docs/06_pipelines.md) ---------------------------------
+.PHONY: pipeline
+pipeline: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Compile mnist-ddp-pipeline, with overlays/cpu's PyTorchJob, to pipelines/mnist_pipeline.yaml.
+	PYTHONPATH=pipelines:trainer $(VENV)/pipelines/bin/python -m mnist_pipeline.pipeline \
+	  --overlay overlays/cpu --kubectl $(VENV)/tools/bin/kubectl --output pipelines/mnist_pipeline.yaml
 
 # --- lint ----------------------------------------------------------------------
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)
