@@ -32,6 +32,7 @@ REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirem
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
 REQS_pipelines := pipelines/requirements.txt tests/requirements-pipelines.txt
+REQS_tensorboard := tensorboard/requirements.txt tests/requirements.txt
 
 $(VENV)/trainer/.installed: $(REQS_trainer)
 $(VENV)/serving/.installed: $(REQS_serving)
@@ -39,8 +40,9 @@ $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
 $(VENV)/pipelines/.installed: $(REQS_pipelines)
+$(VENV)/tensorboard/.installed: $(REQS_tensorboard)
 
-ENVS := trainer serving frontend tools checkov pipelines
+ENVS := trainer serving frontend tools checkov pipelines tensorboard
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 

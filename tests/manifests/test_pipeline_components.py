@@ -1,0 +1,126 @@
+"""components/pipelines (the pipeline's ServiceAccount and Role) and components/tensorboard, on top of each
+overlay: they render, validate strictly, pass the checks every rendering passes, and hold what the
+pipeline and TensorBoard need."""
+
+import os
+
+import pytest
+import yaml
+
+from manifests import test_cross_references as every_rendering
+from manifests.rendering import OVERLAYS, REPO, by_kind, containers, one, pod_templates, render
+from manifests.strict_schema import builtin_errors, custom_resource_errors
+
+COMPONENTS = ("pipelines", "tensorboard")
+CUSTOM_KINDS = ("PyTorchJob", "SeldonDeployment")
+# Checks of test_cross_references that hold for any rendering of the example, run here on these ones too.
+GENERIC_CHECKS = (
+    every_rendering.test_service_selectors_and_target_ports_match_pods,
+    every_rendering.test_network_policy_selectors_match_pods,
+    every_rendering.test_every_referenced_object_exists,
+    every_rendering.test_volume_mounts_name_volumes_of_their_pod,
+    every_rendering.test_the_pvc_is_mounted_everywhere_and_written_only_by_the_trainer,
+    every_rendering.test_every_container_has_requests_and_limits,
+    every_rendering.test_every_container_runs_restricted,
+    every_rendering.test_no_pod_gets_an_istio_sidecar,
+    every_rendering.test_probes_use_declared_ports,
+)
+
+
+def render_with(tmp_path, overlay, components, namespace=None) -> list[dict]:
+    """Render a kustomization that puts `components` on top of `overlay` (and sets `namespace`, if given)."""
+    folder = tmp_path / "with-components"
+    folder.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(overlay, folder)],
+        "components": [os.path.relpath(REPO / "components" / c, folder) for c in components],
+    }
+    if namespace:
+        kustomization["namespace"] = namespace
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return render(folder)
+
+
+@pytest.fixture(params=OVERLAYS, ids=lambda p: p.name)
+def rendered(request, tmp_path) -> list[dict]:
+    return render_with(tmp_path, request.param, COMPONENTS)
+
+
+def test_each_component_is_a_kustomize_component():
+    for name in COMPONENTS:
+        kustomization = yaml.safe_load((REPO / "components" / name / "kustomization.yaml").read_text())
+        assert (kustomization["apiVersion"], kustomization["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+
+
+def test_they_validate_strictly(rendered, require_crds):
+    errors = {
+        f"{o['kind']}/{o['metadata']['name']}": custom_resource_errors(o)
+        if o["kind"] in CUSTOM_KINDS
+        else builtin_errors(o)
+        for o in rendered
+    }
+    assert errors == {key: [] for key in errors}
+
+
+@pytest.mark.parametrize("check", GENERIC_CHECKS, ids=lambda f: f.__name__.removeprefix("test_"))
+def test_they_pass_the_checks_of_every_rendering(rendered, check):
+    check({"with-components": rendered}, "with-components")
+
+
+def test_the_role_allows_exactly_what_train_needs(rendered):
+    role = one(rendered, "Role", "mnist-pipeline")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["kubeflow.org"],
+            "resources": ["pytorchjobs"],
+            "verbs": ["create", "get", "list", "watch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
+    ]
+    binding = one(rendered, "RoleBinding", "mnist-pipeline")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mnist-pipeline"}
+    assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [("ServiceAccount", "mnist-pipeline")]
+    one(rendered, "ServiceAccount", "mnist-pipeline")
+    assert not by_kind(rendered, "ClusterRole") and not by_kind(rendered, "ClusterRoleBinding")
+
+
+def test_the_binding_names_the_namespace_the_kustomization_sets(tmp_path):
+    objects = render_with(tmp_path, REPO / "overlays" / "cpu", ["pipelines"], namespace="kubeflow")
+    binding = one(objects, "RoleBinding", "mnist-pipeline")
+    assert binding["metadata"]["namespace"] == "kubeflow"
+    assert binding["subjects"][0]["namespace"] == "kubeflow"
+
+
+def test_tensorboard_reads_what_the_trainer_writes(rendered):
+    (template,) = [t for t in pod_templates(rendered) if t.where == "Deployment/mnist-tensorboard"]
+    (container,) = containers(template)
+    logdir = next(a.split("=", 1)[1] for a in container["args"] if a.startswith("--logdir="))
+    job = one(rendered, "PyTorchJob", "mnist-ddp")
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        args = replica["template"]["spec"]["containers"][0]["args"]
+        written = next(a.split("=", 1)[1] for a in args if a.startswith("--tensorboard-dir="))
+        assert written.startswith(logdir + "/"), f"the trainer writes {written}, outside TensorBoard's {logdir}"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "mnist-pvc")
+    assert logdir.startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
+    assert container["image"] == "registry.example.com/kubeflow-mnist/mnist-tensorboard:0.1.0"
+
+
+def test_tensorboard_is_reachable_only_from_its_namespace_on_its_port(rendered):
+    policy = one(rendered, "NetworkPolicy", "mnist-tensorboard")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 6006}]}]
+    service = one(rendered, "Service", "mnist-tensorboard")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(6006, "http")]
+
+
+def test_the_image_pins_the_trainers_tensorboard():
+    """The image reads the event files with the TensorBoard that wrote them."""
+
+    def pin(path):
+        return next(line for line in (REPO / path).read_text().splitlines() if line.startswith("tensorboard=="))
+
+    assert pin("tensorboard/requirements.txt") == pin("trainer/requirements.txt")
+    dockerfile = (REPO / "tensorboard" / "Dockerfile").read_text()
+    assert "-r /tmp/requirements.txt" in dockerfile and "COPY tensorboard/requirements.txt" in dockerfile
