@@ -85,4 +85,4 @@ def promote(candidate: str, model_root: str) -> str:
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def refuse(reason: str):
     """Fail the run with the gate's reason: the candidate stays published, LATEST stays where it was."""
-    raise RuntimeError(f"gate refused: {reason}")
+    raise RuntimeError(reason)

@@ -75,5 +75,5 @@ def evaluate(
         served=served,
         served_accuracy=served_accuracy,
         passed=passed,
-        reason=f"{'promote' if passed else 'refuse'} {candidate}: {reason}",
+        reason=f"{'promote' if passed else 'gate refused'} {candidate}: {reason}",
     )

@@ -42,7 +42,7 @@ def test_evaluate_refuses_a_regression(model_root):
     write_version(model_root, "v20261201T120000Z-cccccc", 0.986)
     result = gate.evaluate(model_root, "v20261201T120000Z-cccccc")
     assert not result.passed
-    expected = "refuse v20261201T120000Z-cccccc: accuracy 0.9860 is 0.0040 below the served version's 0.9900"
+    expected = "gate refused v20261201T120000Z-cccccc: accuracy 0.9860 is 0.0040 below the served version's 0.9900"
     assert expected in result.reason
 
 

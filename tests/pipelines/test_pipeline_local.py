@@ -67,6 +67,6 @@ def test_a_refused_candidate_fails_the_run_and_latest_stays(runner, model_root, 
         gate_and_promote(candidate=regressed, model_root=str(model_root))
     assert model_store.read_latest(model_root) == SERVED
     logs = capfd.readouterr()
-    assert f"gate refused: refuse {regressed}: accuracy 0.9860 is 0.0040 below the served version's 0.9900" in (
+    assert f"RuntimeError: gate refused {regressed}: accuracy 0.9860 is 0.0040 below the served version's 0.9900" in (
         logs.out + logs.err
     )
