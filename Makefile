@@ -78,10 +78,12 @@ test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipelin
 	$(VENV)/pipelines/bin/python -m pytest $(PYTEST_ARGS) tests/pipelines
 
 # --- Kubeflow Pipelines (docs/06_pipelines.md) ---------------------------------
+# PIPELINE_OVERLAY=... compiles another overlay's job, PIPELINES_IMAGE=... another step image (docs/06).
+PIPELINE_OVERLAY ?= overlays/cpu
 .PHONY: pipeline
 pipeline: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Compile mnist-ddp-pipeline, with overlays/cpu's PyTorchJob, to pipelines/mnist_pipeline.yaml.
 	PYTHONPATH=pipelines:trainer $(VENV)/pipelines/bin/python -m mnist_pipeline.pipeline \
-	  --overlay overlays/cpu --kubectl $(VENV)/tools/bin/kubectl --output pipelines/mnist_pipeline.yaml
+	  --overlay $(PIPELINE_OVERLAY) --kubectl $(VENV)/tools/bin/kubectl --output pipelines/mnist_pipeline.yaml
 
 # --- lint ----------------------------------------------------------------------
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)

@@ -124,3 +124,26 @@ def test_the_image_pins_the_trainers_tensorboard():
     assert pin("tensorboard/requirements.txt") == pin("trainer/requirements.txt")
     dockerfile = (REPO / "tensorboard" / "Dockerfile").read_text()
     assert "-r /tmp/requirements.txt" in dockerfile and "COPY tensorboard/requirements.txt" in dockerfile
+
+
+def test_the_standalone_kfp_setup_renders_and_validates(require_crds):
+    """pipelines/manifests: the example in `kubeflow`, without its PyTorchJob, with both components."""
+    objects = render(REPO / "pipelines" / "manifests")
+    assert not by_kind(objects, "PyTorchJob"), "the pipeline's train step creates the job"
+    assert {o["metadata"].get("namespace") for o in objects} == {"kubeflow"}
+    errors = {
+        f"{o['kind']}/{o['metadata']['name']}": custom_resource_errors(o)
+        if o["kind"] in CUSTOM_KINDS
+        else builtin_errors(o)
+        for o in objects
+    }
+    assert errors == {key: [] for key in errors}
+    bindings = {b["metadata"]["name"]: b for b in by_kind(objects, "RoleBinding")}
+    assert {name: b["roleRef"]["name"] for name, b in bindings.items()} == {
+        "mnist-pipeline": "mnist-pipeline",
+        "mnist-pipeline-kfp-runner": "pipeline-runner",
+    }
+    for binding in bindings.values():
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mnist-pipeline", "namespace": "kubeflow"}]
+    one(objects, "Deployment", "mnist-tensorboard")
+    one(objects, "NetworkPolicy", "mnist-ddp")
