@@ -43,9 +43,11 @@ def render_overlay(overlay: Path, kubectl: str = "kubectl") -> dict:
 
 
 def _on_the_volume(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Mount the shared volume where the trainer and serving see it, run as the example's user, never cache."""
+    """Mount the shared volume where the trainer and serving see it, as the example's user, sized, never cached."""
     kubernetes.mount_pvc(task, pvc_name=PVC_NAME, mount_path=PVC_MOUNT)
     kubernetes.set_security_context(task, run_as_user=RUN_AS, run_as_group=RUN_AS, run_as_non_root=True)
+    # Requests and limits like every pod of the example: the steps are small Python processes (train waits).
+    task.set_cpu_request("100m").set_cpu_limit("1").set_memory_request("256Mi").set_memory_limit("1Gi")
     # Every run trains anew, and the gate must see the LATEST of now, not of a cached run.
     task.set_caching_options(False)
     return task

@@ -75,3 +75,13 @@ def test_steps_run_in_the_pipeline_image_without_installing_anything(compiled):
         container = executor["container"]
         assert container["image"] == "registry.example.com/kubeflow-mnist/mnist-pipelines:0.1.0", name
         assert "pip install" not in " ".join(container["command"]), f"{name} would need a package index at run time"
+        assert container["resources"] == {
+            "cpuRequest": 0.1,
+            "cpuLimit": 1.0,
+            "memoryRequest": 0.268435456,
+            "memoryLimit": 1.073741824,
+            "resourceCpuRequest": "100m",
+            "resourceCpuLimit": "1",
+            "resourceMemoryRequest": "256Mi",
+            "resourceMemoryLimit": "1Gi",
+        }, name

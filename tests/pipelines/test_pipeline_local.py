@@ -20,6 +20,8 @@ pytestmark = [
     pytest.mark.slow,
     # The runner warns that the components name a custom image; here this environment stands in for it.
     pytest.mark.filterwarnings("ignore:You may be attemping to run a task that uses custom"),
+    # Requests and limits are for the cluster; the local runner says it ignores them.
+    pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner"),
 ]
 
 
