@@ -52,10 +52,10 @@ demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.in
 	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
 
 .PHONY: test
-test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-pipelines ## Run every test suite (no cluster, no GPU, no network).
+test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-pipelines test-tensorboard ## Run every test suite (no cluster, no GPU, no network).
 
 PYTEST_ARGS ?= -q
-.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-pipelines
+.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-pipelines test-tensorboard
 test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
 	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
 
@@ -76,6 +76,9 @@ test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.
 
 test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
 	$(VENV)/pipelines/bin/python -m pytest $(PYTEST_ARGS) tests/pipelines
+
+test-tensorboard: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/tensorboard/.installed ## TensorBoard: components/tensorboard's container over a real training run's event files.
+	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/tensorboard
 
 # --- Kubeflow Pipelines (docs/06_pipelines.md) ---------------------------------
 # PIPELINE_OVERLAY=... compiles another overlay's job, PIPELINES_IMAGE=... another step image (docs/06).
