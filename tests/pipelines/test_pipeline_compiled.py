@@ -1,5 +1,6 @@
 """`make pipeline`'s output: up to date with the code and the overlay, and wired as documented."""
 
+import ast
 import json
 
 import pytest
@@ -85,3 +86,20 @@ def test_steps_run_in_the_pipeline_image_without_installing_anything(compiled):
             "resourceMemoryRequest": "256Mi",
             "resourceMemoryLimit": "1Gi",
         }, name
+
+
+def trainer_flag_defaults() -> dict[str, object]:
+    """The defaults of `python -m mnist_ddp`'s flags, read from its source (this environment has no torch)."""
+    tree = ast.parse((REPO / "trainer" / "mnist_ddp" / "main.py").read_text())
+    defaults = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+            keywords = {k.arg: k.value for k in node.keywords}
+            if "default" in keywords and isinstance(keywords["default"], ast.Constant):
+                defaults[node.args[0].value] = keywords["default"].value
+    return defaults
+
+
+def test_the_pipelines_defaults_are_the_trainers():
+    defaults = trainer_flag_defaults()
+    assert (defaults["--epochs"], defaults["--batch-size"]) == (pipeline.EPOCHS, pipeline.BATCH_SIZE)
