@@ -45,7 +45,10 @@ def train(
         namespace=namespace,
     )
     kube.run_job(kube.JobClient(namespace), body)
-    candidate = Path(job.version_file(body)).read_text().strip()
+    version_file = Path(job.version_file(body))
+    if not version_file.is_file():
+        raise RuntimeError(f"PyTorchJob {body['metadata']['name']} succeeded but its trainer wrote no {version_file}")
+    candidate = version_file.read_text().strip()
     print(f"candidate {candidate}")
     return (candidate, job.model_root(body))
 

@@ -6,7 +6,7 @@ pods and pods/log get/list.
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from kubernetes import client, config
@@ -31,6 +31,18 @@ def load_config() -> None:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
+
+
+def lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The text lines of a byte stream that arrives in chunks of any size (a followed pod log)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode(errors="replace").rstrip("\r")
+    if pending:
+        yield pending.decode(errors="replace")
 
 
 class JobClient:
@@ -92,8 +104,8 @@ class JobClient:
                     follow=True,
                     _preload_content=False,
                 )
-                for line in stream.stream():
-                    write(f"[{pod.metadata.name}] {line.decode(errors='replace').rstrip()}")
+                for line in lines(stream.stream()):
+                    write(f"[{pod.metadata.name}] {line}")
             except ApiException as exc:
                 # A container that is restarting has no log yet: try again on the next round.
                 write(f"[{pod.metadata.name}] log unavailable ({exc.status} {exc.reason}); retrying")

@@ -96,3 +96,16 @@ def test_a_job_deleted_under_the_step_fails_it():
     api = RecordedApi(None, [None])
     with pytest.raises(jobs.JobFailedError, match="was deleted while the step followed it"):
         kube.run_job(api, BODY, write=lambda line: None)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b"epoch 1/2\nepo", b"ch 2/2\n"], ["epoch 1/2", "epoch 2/2"]),
+        ([b"a\r\n", b"", b"b"], ["a", "b"]),
+        ([b"\xff\n"], ["\ufffd"]),
+        ([], []),
+    ],
+)
+def test_a_followed_log_is_cut_into_lines_whatever_its_chunks(chunks, expected):
+    assert list(kube.lines(chunks)) == expected
