@@ -2,14 +2,17 @@
 overlay: they render, validate strictly, pass the checks every rendering passes, and hold what the
 pipeline and TensorBoard need."""
 
+import json
 import os
+import subprocess
 
 import pytest
 import yaml
 
 from manifests import test_cross_references as every_rendering
-from manifests.rendering import OVERLAYS, REPO, by_kind, containers, one, pod_templates, render
+from manifests.rendering import OVERLAYS, REPO, VENV, by_kind, containers, one, pod_templates, render
 from manifests.strict_schema import builtin_errors, custom_resource_errors
+from manifests.test_policy_scan import load_skips
 
 COMPONENTS = ("pipelines", "tensorboard")
 CUSTOM_KINDS = ("PyTorchJob", "SeldonDeployment")
@@ -147,3 +150,36 @@ def test_the_standalone_kfp_setup_renders_and_validates(require_crds):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mnist-pipeline", "namespace": "kubeflow"}]
     one(objects, "Deployment", "mnist-tensorboard")
     one(objects, "NetworkPolicy", "mnist-ddp")
+
+
+@pytest.mark.slow
+def test_checkov_finds_nothing_beyond_the_listed_skips(tmp_path):
+    """The policy scan of test_policy_scan, on both components over overlays/cpu and on pipelines/manifests."""
+    checkov = VENV / "checkov" / "bin" / "checkov"
+    if not checkov.exists():
+        pytest.fail(f"{checkov} is missing: run `make {VENV.name}/checkov/.installed`")
+    renderings = {
+        "with-components.yaml": render_with(tmp_path, REPO / "overlays" / "cpu", COMPONENTS),
+        "standalone-kfp.yaml": render(REPO / "pipelines" / "manifests"),
+    }
+    files = []
+    for name, objects in renderings.items():
+        (tmp_path / name).write_text(yaml.safe_dump_all(objects))
+        files += ["--file", name]
+    result = subprocess.run(
+        [str(checkov), "--framework", "kubernetes", *files, "--output", "json", "--skip-download"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode in (0, 1), f"checkov failed to run:\n{result.stderr[-3000:]}"
+    report = json.loads(result.stdout)
+    assert report["summary"]["parsing_errors"] == 0 and report["summary"]["passed"] > 100
+    skips = load_skips()
+    failed = {
+        f"{c['check_id']} {c['file_path'].lstrip('/')}: {c['resource']} ({c['check_name']})"
+        for c in report["results"]["failed_checks"]
+        if c["check_id"] not in skips
+    }
+    assert failed == set()
