@@ -37,14 +37,18 @@ REQS_serving := serving/requirements.txt tests/requirements.txt
 REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirements-browser.txt
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
+REQS_pipelines := pipelines/requirements.txt tests/requirements-pipelines.txt
+REQS_tensorboard := tensorboard/requirements.txt tests/requirements.txt
 
 $(VENV)/trainer/.installed: $(REQS_trainer)
 $(VENV)/serving/.installed: $(REQS_serving)
 $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
+$(VENV)/pipelines/.installed: $(REQS_pipelines)
+$(VENV)/tensorboard/.installed: $(REQS_tensorboard)
 
-ENVS := trainer serving frontend tools checkov
+ENVS := trainer serving frontend tools checkov pipelines tensorboard
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 
@@ -57,10 +61,10 @@ demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.in
 	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
 
 .PHONY: test
-test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).
+test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-pipelines test-tensorboard test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).
 
 PYTEST_ARGS ?= -q
-.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-cluster
+.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-pipelines test-tensorboard test-cluster
 test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
 	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
 
@@ -81,6 +85,20 @@ test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.
 
 test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## The overlays on a real local control plane: API server, controllers, Training Operator.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
+
+test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
+	$(VENV)/pipelines/bin/python -m pytest $(PYTEST_ARGS) tests/pipelines
+
+test-tensorboard: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/tensorboard/.installed ## TensorBoard: components/tensorboard's container over a real training run's event files.
+	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/tensorboard
+
+# --- Kubeflow Pipelines (docs/06_pipelines.md) ---------------------------------
+# PIPELINE_OVERLAY=... compiles another overlay's job, PIPELINES_IMAGE=... another step image (docs/06).
+PIPELINE_OVERLAY ?= overlays/cpu
+.PHONY: pipeline
+pipeline: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Compile mnist-ddp-pipeline, with overlays/cpu's PyTorchJob, to pipelines/mnist_pipeline.yaml.
+	PYTHONPATH=pipelines:trainer $(VENV)/pipelines/bin/python -m mnist_pipeline.pipeline \
+	  --overlay $(PIPELINE_OVERLAY) --kubectl $(VENV)/tools/bin/kubectl --output pipelines/mnist_pipeline.yaml
 
 # --- lint ----------------------------------------------------------------------
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)

@@ -105,6 +105,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="random rotation, scaling and shifts of the training digits (default: on)",
     )
     p.add_argument(
+        "--promote",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="point LATEST at the published version, so that serving loads it; --no-promote publishes a "
+        "candidate and leaves LATEST alone (default: promote)",
+    )
+    p.add_argument(
+        "--version-file",
+        type=Path,
+        default=None,
+        help="write the published version's name to this file (default: none)",
+    )
+    p.add_argument(
         "--debug-dump",
         type=Path,
         default=None,
@@ -165,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
             model_root=args.model_root,
             tensorboard_dir=args.tensorboard_dir,
             debug_dump=args.debug_dump,
+            promote=args.promote,
+            version_file=args.version_file,
         )
         trainer = Trainer(build_model(), data, config, ctx, args.num_workers)
         trainer.train()

@@ -7,8 +7,11 @@ Layout under the model root (e.g. /mnt/pvc/models/mnist):
     <root>/LATEST                    the name of the newest complete version
 
 A version directory is assembled under a hidden temporary name and renamed into
-place when complete; LATEST is replaced atomically afterwards. A reader that
-follows LATEST therefore never sees a half-written version.
+place when complete; LATEST is replaced atomically afterwards (`set_latest`). A
+reader that follows LATEST therefore never sees a half-written version.
+
+torch is imported only where a model is saved or loaded, so that a process that
+only reads metadata or moves LATEST (a pipeline step) does not need it.
 """
 
 import hashlib
@@ -19,8 +22,6 @@ import re
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 LATEST = "LATEST"
 MODEL_FILE = "model.pt"
@@ -65,12 +66,14 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def publish_model(model_root: str | os.PathLike, state_dict: dict, metadata: dict) -> str:
-    """Publish a model version and point LATEST at it; return the version name.
+def publish_model(model_root: str | os.PathLike, state_dict: dict, metadata: dict, promote: bool = True) -> str:
+    """Publish a model version and, unless `promote` is False, point LATEST at it; return the version name.
 
     `metadata` holds what the trainer knows (architecture, input spec, class
     names, accuracy, ...); `version`, `created_at` and `sha256` are added here.
     """
+    import torch
+
     root = Path(model_root)
     root.mkdir(parents=True, exist_ok=True)
     version = new_version_name()
@@ -97,11 +100,34 @@ def publish_model(model_root: str | os.PathLike, state_dict: dict, metadata: dic
         staging.rmdir()
         raise
     _fsync_dir(root)
-    tmp_latest = root / f".{LATEST}.{os.getpid()}.tmp"
-    _write_file(tmp_latest, (version + "\n").encode())
-    os.replace(tmp_latest, root / LATEST)
-    _fsync_dir(root)
+    if promote:
+        set_latest(root, version)
     return version
+
+
+def set_latest(model_root: str | os.PathLike, version: str) -> None:
+    """Point LATEST at an already published version, atomically: a reader sees the old name or the new one.
+
+    Raises ModelCorruptError if `version` is not a version name or has no metadata.json.
+    """
+    root = Path(model_root)
+    if not _VERSION_RE.match(version):
+        raise ModelCorruptError(f"{version!r} is not a version name (like v20261122T101500Z-1a2b3c)")
+    if not (root / version / METADATA_FILE).is_file():
+        raise ModelCorruptError(f"{root / version} is not a published version: it has no {METADATA_FILE}")
+    # A unique temporary name: two processes (or threads) promoting at once never share one.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{LATEST}.", suffix=".tmp", dir=root)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write((version + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, root / LATEST)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(root)
 
 
 def read_latest(model_root: str | os.PathLike) -> str:
@@ -126,6 +152,8 @@ def read_metadata(model_root: str | os.PathLike, version: str) -> dict:
 
 def load_published(model_root: str | os.PathLike, version: str | None = None) -> tuple[dict, dict]:
     """Load (state_dict, metadata) of `version` (default: LATEST), verifying its sha256."""
+    import torch
+
     version = version or read_latest(model_root)
     metadata = read_metadata(model_root, version)
     model_path = Path(model_root) / version / MODEL_FILE

@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -17,6 +18,7 @@ from mnist_ddp import model_store
 from mnist_ddp.checkpoint import checkpoint_path, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mnist_ddp.data import InMemoryMnist, MnistData, eval_loader, random_affine, to_float, train_loader
 from mnist_ddp.distributed import DistContext, all_gather_objects, all_reduce_sum, barrier
+from mnist_ddp.eval_report import MAX_MISCLASSIFIED, confusion_counts, misclassified_grid, misclassified_table
 from mnist_ddp.model import ARCHITECTURE, IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -43,11 +45,27 @@ class TrainConfig:
     model_root: Path
     tensorboard_dir: Path | None = None
     debug_dump: Path | None = None
+    # False publishes a candidate version and leaves LATEST (what serving loads) where it is.
+    promote: bool = True
+    # Where rank 0 writes the published version's name, for a caller such as a pipeline step.
+    version_file: Path | None = None
 
     def resume_key(self, world_size: int) -> dict:
         """The settings a resumed run must share with the run that wrote the snapshot."""
         keys = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "augment")
         return {"architecture": ARCHITECTURE, "world_size": world_size, **{k: getattr(self, k) for k in keys}}
+
+
+@dataclass
+class Evaluation:
+    """One pass over the evaluation split, summed over all ranks."""
+
+    loss: float
+    accuracy: float
+    # confusion[true][predicted], counts.
+    confusion: list[list[int]]
+    # Up to MAX_MISCLASSIFIED (image uint8 28x28, true label, predicted label): rank 0's first.
+    misclassified: list[tuple[np.ndarray, int, int]]
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -233,21 +251,34 @@ class Trainer:
                 dist.broadcast(buffer, src=0)
 
     @torch.inference_mode()
-    def _evaluate(self) -> tuple[float, float]:
-        """Loss and accuracy on the evaluation split, each image evaluated once on one rank, summed over all."""
+    def _evaluate(self) -> Evaluation:
+        """Loss, accuracy, confusion matrix and misclassified digits of the evaluation split, each image once."""
         # The bare module: DDP's forward would start collectives, and ranks hold different batch counts here.
         model = self._module()
         model.eval()
         loss_sum, correct, count = 0.0, 0, 0
-        for images, labels in self.eval_data:
-            images = to_float(images.to(self.ctx.device, non_blocking=True))
+        confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
+        wrong: list[tuple[np.ndarray, int, int]] = []
+        for raw, labels in self.eval_data:
+            images = to_float(raw.to(self.ctx.device, non_blocking=True))
             labels = labels.to(self.ctx.device, non_blocking=True)
             logits = model(images)
+            predictions = logits.argmax(1)
             loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-            correct += (logits.argmax(1) == labels).sum().item()
+            correct += (predictions == labels).sum().item()
             count += len(labels)
-        loss_sum, correct, count = all_reduce_sum([loss_sum, correct, count], self.ctx)
-        return loss_sum / count, correct / count
+            confusion += confusion_counts(labels, predictions)
+            if len(wrong) < MAX_MISCLASSIFIED:
+                for i in (predictions != labels).nonzero().flatten().tolist()[: MAX_MISCLASSIFIED - len(wrong)]:
+                    wrong.append((raw[i].cpu().numpy(), int(labels[i]), int(predictions[i])))
+        totals = all_reduce_sum([loss_sum, correct, count, *confusion.flatten().tolist()], self.ctx)
+        loss_sum, correct, count = totals[:3]
+        matrix = [
+            [int(v) for v in totals[3 + row * NUM_CLASSES : 3 + (row + 1) * NUM_CLASSES]] for row in range(NUM_CLASSES)
+        ]
+        # Rank 0's mistakes first, then rank 1's, ...: the grid is a sample, not a ranking.
+        gathered = [item for rank_wrong in all_gather_objects(wrong, self.ctx) for item in rank_wrong]
+        return Evaluation(loss_sum / count, correct / count, matrix, gathered[:MAX_MISCLASSIFIED])
 
     def _open_tensorboard(self):
         if self.config.tensorboard_dir is None or not self.ctx.is_main:
@@ -257,6 +288,24 @@ class Trainer:
 
         # purge_step drops events a crashed attempt logged after its last snapshot.
         return SummaryWriter(log_dir=str(self.config.tensorboard_dir), purge_step=self.epochs_run)
+
+    def _write_epoch_summaries(self, writer, step: int, evaluation: Evaluation) -> None:
+        record = self.history[-1]
+        split = self.eval_split
+        writer.add_scalar("loss/train", record["train_loss"], step)
+        writer.add_scalar(f"loss/{split}", evaluation.loss, step)
+        writer.add_scalar(f"accuracy/{split}", evaluation.accuracy, step)
+        writer.add_scalar("throughput/images_per_second", record["images_per_second"], step)
+        # The one-cycle schedule's rate at the end of the epoch (the next epoch starts from it).
+        writer.add_scalar("optimizer/learning_rate", record["learning_rate"], step)
+        images = [image for image, _, _ in evaluation.misclassified]
+        labels = [label for _, label, _ in evaluation.misclassified]
+        predicted = [prediction for _, _, prediction in evaluation.misclassified]
+        writer.add_image(
+            f"misclassified/{split}", misclassified_grid(np.array(images), labels, predicted), step, dataformats="HWC"
+        )
+        writer.add_text(f"misclassified/{split}", misclassified_table(labels, predicted), step)
+        writer.flush()
 
     def train(self) -> str | None:
         """Run the remaining epochs, then publish; return the published version (rank 0; None elsewhere)."""
@@ -272,12 +321,14 @@ class Trainer:
                     cfg.model_root,
                     cfg.checkpoint_dir,
                 )
+            self._write_version_file()
             return self.published_version if self.ctx.is_main else None
         writer = self._open_tensorboard()
         for epoch in range(self.epochs_run, cfg.epochs):
             start = time.perf_counter()
             train_loss, images, train_seconds = self._run_epoch(epoch)
-            eval_loss, eval_accuracy = self._evaluate()
+            evaluation = self._evaluate()
+            eval_loss, eval_accuracy = evaluation.loss, evaluation.accuracy
             self.epochs_run = epoch + 1
             self.history.append(
                 {
@@ -286,6 +337,8 @@ class Trainer:
                     "eval_loss": eval_loss,
                     "eval_accuracy": eval_accuracy,
                     "images_per_second": images / train_seconds,
+                    "learning_rate": self.scheduler.get_last_lr()[0],
+                    "confusion_matrix": evaluation.confusion,
                 }
             )
             self._save_snapshot()
@@ -305,11 +358,7 @@ class Trainer:
                     time.perf_counter() - start,
                 )
             if writer is not None:
-                writer.add_scalar("loss/train", train_loss, epoch + 1)
-                writer.add_scalar(f"loss/{self.eval_split}", eval_loss, epoch + 1)
-                writer.add_scalar(f"accuracy/{self.eval_split}", eval_accuracy, epoch + 1)
-                writer.add_scalar("throughput/images_per_second", images / train_seconds, epoch + 1)
-                writer.flush()
+                self._write_epoch_summaries(writer, epoch + 1, evaluation)
         if writer is not None:
             writer.close()
         version = self._publish()
@@ -336,6 +385,8 @@ class Trainer:
                     "test_loss": last["eval_loss"],
                     "eval_split": self.eval_split,
                     "eval_images": self.eval_images,
+                    # Rows are true labels, columns predicted labels, both in class_names order.
+                    "confusion_matrix": last.get("confusion_matrix"),
                 },
                 "epochs": self.config.epochs,
                 "world_size": self.ctx.world_size,
@@ -350,17 +401,31 @@ class Trainer:
                 },
             }
             state = {name: tensor.detach().cpu() for name, tensor in self._module().state_dict().items()}
-            self.published_version = model_store.publish_model(self.config.model_root, state, metadata)
+            self.published_version = model_store.publish_model(
+                self.config.model_root, state, metadata, promote=self.config.promote
+            )
             log.info(
-                "published %s/%s (%s accuracy %.2f%%); LATEST names it",
+                "published %s/%s (%s accuracy %.2f%%); %s",
                 self.config.model_root,
                 self.published_version,
                 self.eval_split,
                 100 * last["eval_accuracy"],
+                "LATEST names it" if self.config.promote else "a candidate: LATEST is unchanged (--no-promote)",
             )
         self._save_snapshot()
+        self._write_version_file()
         barrier(self.ctx)
         return self.published_version if self.ctx.is_main else None
+
+    def _write_version_file(self) -> None:
+        """With --version-file, rank 0 writes the published version's name there, atomically."""
+        if self.config.version_file is None or not self.ctx.is_main:
+            return
+        path = self.config.version_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(f"{self.published_version}\n")
+        partial.replace(path)
 
     def _write_debug_dump(self) -> None:
         """With --debug-dump, each rank writes what it trained on and a digest of its final model."""
