@@ -83,7 +83,7 @@ test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/traine
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
 
-test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## The overlays on a real local control plane: API server, controllers, Training Operator.
+test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
 
 test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
@@ -133,7 +133,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 cluster-build: $(VENV)/tools/.installed ## Build the local control plane's binaries from their pinned Go modules (cached).
 	$(VENV)/tools/bin/python -m local_cluster build
 
-cluster-up: $(VENV)/tools/.installed ## Start etcd, kube-apiserver, kube-controller-manager and the Training Operator on loopback.
+cluster-up: $(VENV)/tools/.installed crds-present ## Start etcd, kube-apiserver, kube-controller-manager and the Training Operator on loopback.
 	$(VENV)/tools/bin/python -m local_cluster up --state-dir $(CLUSTER_DIR)
 
 cluster-down: $(VENV)/tools/.installed ## Stop every process that cluster-up started.
