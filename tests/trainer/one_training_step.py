@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path, help="where rank<N>.pt is written")
     parser.add_argument("--backend", default="gloo", help="torch.distributed backend (default: gloo)")
     args = parser.parse_args()
+    # Full float32 on a GPU too (cuDNN's default for convolutions is TF32), so that the comparison can be tight.
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
     ctx = ddp_setup(args.backend)
     config = TrainConfig(
         # One step per epoch: the whole batch over all ranks. The schedule needs MIN_SCHEDULE_STEPS in all.

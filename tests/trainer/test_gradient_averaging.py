@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import torch
+from gpus import gpu_env
 from support.processes import REPO, free_port, venv_bin
 from trainer_runs import TIMEOUT, trainer_env
 
@@ -37,7 +38,13 @@ def step_on_two_ranks(out, envs: list[dict[str, str]], *extra: str) -> list[dict
         )
         for rank, env in enumerate(envs)
     ]
-    outputs = [proc.communicate(timeout=TIMEOUT)[0] for proc in procs]
+    try:
+        outputs = [proc.communicate(timeout=TIMEOUT)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
     return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
@@ -65,4 +72,14 @@ def test_two_gloo_ranks_take_the_step_of_one_process_on_the_whole_batch(tmp_path
     alone = step_alone(tmp_path / "alone", env)
     ranks = step_on_two_ranks(tmp_path / "ddp", [env, env])
     assert [r["device"] for r in ranks] == ["cpu", "cpu"]
+    assert_same_step(ranks, alone)
+
+
+@pytest.mark.gpu
+def test_two_nccl_ranks_on_two_gpus_take_the_step_of_one_process_on_the_whole_batch(tmp_path, two_gpus):
+    env = trainer_env()
+    alone = step_alone(tmp_path / "alone", gpu_env(env, two_gpus[:1]), "--backend=nccl")
+    # One GPU per rank, as the GPU overlay's pods get theirs: each sees it as cuda:0.
+    ranks = step_on_two_ranks(tmp_path / "ddp", [gpu_env(env, [device]) for device in two_gpus], "--backend=nccl")
+    assert [r["device"] for r in [alone, *ranks]] == ["cuda:0"] * 3
     assert_same_step(ranks, alone)
