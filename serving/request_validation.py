@@ -95,7 +95,9 @@ def tensor_input(tensor: object, max_batch: int) -> np.ndarray:
     values = _numeric_array(tensor["values"], "data.tensor.values")
     if values.ndim != 1:
         raise InvalidInputError("data.tensor.values must be a flat list of numbers (the shape is given separately)")
-    if any(d < 0 for d in shape) or math.prod(shape) != values.size:
+    if any(d < 0 for d in shape):
+        raise InvalidInputError(f"data.tensor.shape {shape} has a negative dimension: expected sizes such as [1, 784]")
+    if math.prod(shape) != values.size:
         raise InvalidInputError(
             f"data.tensor.shape {shape} needs {math.prod(shape)} values but data.tensor.values has {values.size}"
         )

@@ -29,6 +29,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 LATENCY_SAMPLES = 20
+# A prediction that takes a second from the end of a stroke to the bars is stuck somewhere, not slow.
+HANG_BOUND_MS = 1000
 
 # Strokes in canvas fractions (0..1, from the top left); every stroke end asks for a prediction.
 ONE = [[(0.5, 0.15), (0.5, 0.85)]]
@@ -168,8 +170,12 @@ def bars(page) -> list[tuple[int, float, bool]]:
 def assert_shows_a_prediction(page) -> int:
     """Ten bars whose probabilities sum to 1, the top one highlighted and named in #prediction."""
     expect(page.locator("#prediction")).to_have_text(re.compile(r"^[0-9]$"))
-    predicted = page.text_content("#prediction")
-    shown = bars(page)
+    # Read in one evaluation: an answer arriving between two reads would pair an old digit with new bars.
+    predicted, shown = page.evaluate(
+        """() => [document.querySelector('#prediction').textContent,
+                  [...document.querySelectorAll('[data-digit]')].map(
+                      e => [Number(e.dataset.digit), Number(e.dataset.probability), e.classList.contains('top')])]"""
+    )
     assert [digit for digit, _, _ in shown] == list(range(10))
     probabilities = [p for _, p, _ in shown]
     assert all(0.0 <= p <= 1.0 for p in probabilities)
@@ -273,7 +279,8 @@ def test_random_test_digit_shows_its_true_label(page):
         assert re.fullmatch(r"[0-9]", page.text_content("#true-label"))
         assert page.is_visible("#true-label")
         assert canvas_ink(page) > 0
-    draw(page, ONE)
+    with page.expect_response("**/api/predict"):
+        draw(page, ONE)
     assert page.is_hidden("#true-label-line")
     assert_shows_a_prediction(page)
 
@@ -334,6 +341,8 @@ def test_draw_to_bars_latency(page, capsys):
         target = Path(os.environ["ARTIFACTS_DIR"]) / "frontend"
         target.mkdir(parents=True, exist_ok=True)
         (target / "latency.json").write_text(json.dumps({"samples_ms": samples, "p50_ms": p50, "p95_ms": p95}))
+    # Far above the target, which is a benchmark figure on a busy machine: this bound catches a hang.
+    assert p95 < HANG_BOUND_MS, figure
 
 
 def test_model_server_outage_is_shown_and_survived(page, model_server, tmp_path):

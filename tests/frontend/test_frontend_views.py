@@ -1,15 +1,19 @@
 """Routes through the Flask test client, with Seldon played by a real local HTTP server."""
 
 import base64
+import io
+import random
 import re
 import time
 
 import pytest
 from mnist_files import write_idx_split
+from PIL import Image
 from scripted_seldon import MODEL_VERSION, PROBABILITIES, digit_png, seldon_answer
 
 from mnist_frontend import create_app
 from mnist_frontend.seldon import NUM_CLASSES
+from mnist_frontend.views import READY_CHECK_TIMEOUT
 
 
 def test_page_has_the_contract_elements(client):
@@ -46,8 +50,23 @@ def test_random_digit_button_names_the_split(seldon, tmp_path, split, label):
     assert f'id="random-digit">{label}</button>' in client.get("/").get_data(as_text=True)
 
 
-def test_random_digit_answers_a_png_and_its_label(seldon, tmp_path):
-    write_idx_split(tmp_path, "t10k", [[0] * 784, [255] * 784], [3, 8])
+def digit_images(count: int) -> list[list[int]]:
+    """`count` different 28x28 images of random grey levels: no two alike, none symmetric."""
+    rng = random.Random(5)
+    return [[rng.randrange(256) for _ in range(784)] for _ in range(count)]
+
+
+def decode_png(data_url: str) -> tuple[tuple[int, int], str, bytes]:
+    """(size, mode, pixels) of a PNG data URL, decoded by Pillow."""
+    assert data_url.startswith("data:image/png;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(data_url.partition(",")[2], validate=True))) as image:
+        assert image.format == "PNG"
+        return image.size, image.mode, image.tobytes()
+
+
+def test_random_digit_answers_the_png_of_the_digit_it_names(seldon, tmp_path):
+    images, labels = digit_images(3), [3, 8, 1]
+    write_idx_split(tmp_path, "t10k", images, labels)
     client = create_app({"TESTING": True, "SELDON_URL": seldon.url, "DATA_DIR": str(tmp_path)}).test_client()
     seen = set()
     for _ in range(40):
@@ -55,10 +74,10 @@ def test_random_digit_answers_a_png_and_its_label(seldon, tmp_path):
         assert answer.status_code == 200
         body = answer.json
         assert body["split"] == "t10k"
-        assert body["label"] == [3, 8][body["index"]]
-        assert body["image"].startswith("data:image/png;base64,")
+        assert body["label"] == labels[body["index"]]
+        assert decode_png(body["image"]) == ((28, 28), "L", bytes(images[body["index"]]))
         seen.add(body["index"])
-    assert seen == {0, 1}
+    assert seen == {0, 1, 2}
 
 
 def test_random_digit_reports_unreadable_files(seldon, tmp_path):
@@ -192,9 +211,12 @@ def test_predict_result_is_the_most_likely_digit(client, seldon, drawing):
 
 
 def test_api_errors_are_json(client):
-    assert client.get("/api/predict").status_code == 405
-    assert "error" in client.get("/api/predict").json
-    assert client.get("/api/nothing-here").json["error"]
+    wrong_method = client.get("/api/predict")
+    assert wrong_method.status_code == 405
+    assert "error" in wrong_method.json
+    unknown = client.get("/api/nothing-here")
+    assert unknown.status_code == 404
+    assert "requested URL was not found" in unknown.json["error"]
 
 
 def test_unexpected_errors_answer_a_message_not_a_trace(app):
@@ -234,6 +256,17 @@ def test_readyz_when_seldon_hangs(client, seldon):
     assert answer.status_code == 503
     assert "did not answer" in answer.json["error"]
     assert time.monotonic() - started < 2
+
+
+def test_readyz_caps_a_long_seldon_timeout(seldon):
+    """Kubernetes gives up on the probe after a second: a long SELDON_TIMEOUT must not hold /readyz."""
+    client = create_app({"TESTING": True, "SELDON_URL": seldon.url, "SELDON_TIMEOUT": 30}).test_client()
+    seldon.answer(delay=30)
+    started = time.monotonic()
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert f"did not answer within {READY_CHECK_TIMEOUT:g} s" in answer.json["error"]
+    assert time.monotonic() - started < 10
 
 
 def test_security_headers(client):

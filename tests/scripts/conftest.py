@@ -45,7 +45,11 @@ def real_kubectl() -> str:
     candidate = VENV / "tools" / "bin" / "kubectl"
     found = str(candidate) if candidate.exists() else shutil.which("kubectl")
     if not found:
-        pytest.skip("kubectl is needed to render the overlays (make venvs installs it in .venv/tools)")
+        message = "kubectl is needed to render the overlays (make venvs installs it in .venv/tools)"
+        # CI builds the tools environment, so there a missing kubectl fails; elsewhere the rest of `make test` runs.
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return found
 
 

@@ -1,6 +1,9 @@
 """scripts/build-images.sh: the image names, Dockerfiles and engine commands it prints and runs."""
 
+import subprocess
+
 import pytest
+from support.processes import REPO
 
 
 def test_help(scripts):
@@ -55,9 +58,20 @@ def test_kind_load_after_build(scripts):
     ]
 
 
-def test_tag_defaults_to_the_git_commit_or_environment(scripts):
-    result = scripts.run("build-images.sh", "--trainer", "cpu", "--dry-run", TAG="from-env")
-    assert "--tag localhost/mnist-serving:from-env" in result.stdout
+def serving_tag(result) -> str:
+    [build] = [c for c in result.commands if " build " in c and "serving/Dockerfile" in c]
+    return build.split(" --tag localhost/mnist-serving:")[1].split()[0]
+
+
+def test_tag_defaults_to_the_environment_then_the_git_commit_then_dev(scripts, tmp_path):
+    assert serving_tag(scripts.run("build-images.sh", "--trainer", "cpu", "--dry-run", TAG="from-env")) == "from-env"
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert serving_tag(scripts.run("build-images.sh", "--trainer", "cpu", "--dry-run")) == commit
+    # Outside a git checkout (here: git pointed at a directory that is not a repository) the tag is "dev".
+    no_repository = scripts.run("build-images.sh", "--trainer", "cpu", "--dry-run", GIT_DIR=str(tmp_path))
+    assert serving_tag(no_repository) == "dev"
 
 
 def test_real_run_executes_exactly_what_it_prints(scripts):

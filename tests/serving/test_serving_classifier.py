@@ -96,7 +96,7 @@ def test_bad_grpc_message_raises_a_400_with_its_reason(classifier):
 def test_batch_limit_is_a_parameter(published_root):
     classifier = MnistClassifier(model_root=str(published_root), poll_interval_s=3600, max_batch=2)
     classifier.load()
-    assert classifier.predict_raw({"data": {"ndarray": np.zeros((2, 784)).tolist()}})
+    assert probabilities(classifier.predict_raw({"data": {"ndarray": np.zeros((2, 784)).tolist()}})).shape == (2, 10)
     with pytest.raises(RequestError, match="batch of 3 images is too large: at most 2") as info:
         classifier.predict_raw({"data": {"ndarray": np.zeros((3, 784)).tolist()}})
     assert info.value.status_code == 400
@@ -161,8 +161,9 @@ def test_metrics_count_predictions_per_class_and_name_the_served_version(classif
     version = classifier.tags()["model_version"]
     assert gauges == [{"type": "GAUGE", "key": VERSION_METRIC, "value": 1, "tags": {VERSION_LABEL: version}}]
 
-    publish(published_root, random_state_dict(seed=9))
-    classifier._watcher.check()
+    new = publish(published_root, random_state_dict(seed=9))
+    assert classifier._watcher.check()
+    body = {"data": {"ndarray": images[:1].tolist()}}
     # Seldon calls metrics() on health checks too: only the version gauge, no counts of predictions.
     after_swap = classifier.metrics()
     assert {m["key"] for m in after_swap} == {VERSION_METRIC}
@@ -170,6 +171,10 @@ def test_metrics_count_predictions_per_class_and_name_the_served_version(classif
         (version, 0),
         (classifier.tags()["model_version"], 1),
     }
+    # The old version's gauge is set back to 0 once: later reports name only the served version.
+    for later in (classifier.metrics(), classifier.metrics(), classifier.predict_raw(body)["meta"]["metrics"]):
+        gauges = [m for m in later if m["key"] == VERSION_METRIC]
+        assert gauges == [{"type": "GAUGE", "key": VERSION_METRIC, "value": 1, "tags": {VERSION_LABEL: new}}]
 
 
 def test_init_metadata_passes_seldon_validation():

@@ -1,6 +1,7 @@
 """metrics_buffer with Seldon's real SeldonMetrics (its multiprocessing manager included)."""
 
 import threading
+import time
 
 import metrics_buffer
 import pytest
@@ -82,9 +83,29 @@ def test_concurrent_requests_lose_no_count(store, unbuffered_update):
     assert exported(store)[("mnist_predictions_total", (("class", "1"),), "predict")] == 2000
 
 
-def test_installed_update_buffers_and_a_thread_flushes(store):
+@pytest.fixture
+def fresh_install(monkeypatch, unbuffered_update):
+    """Seldon's own update in place, so the test's install() is the one that counts; put back afterwards."""
+    monkeypatch.setattr(SeldonMetrics, "update", unbuffered_update)
+
+
+def wait_for(store, key: tuple, timeout: float) -> dict:
+    """What the store exports once it holds `key`, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    values = exported(store)
+    while key not in values and time.monotonic() < deadline:
+        time.sleep(0.05)
+        values = exported(store)
+    return values
+
+
+def test_installed_update_buffers_and_a_thread_flushes(fresh_install, store):
+    assert not getattr(SeldonMetrics.update, "buffered", False)
     assert metrics_buffer.install(interval_s=0.2)
+    assert SeldonMetrics.update.buffered
+    installed = SeldonMetrics.update
     assert metrics_buffer.install(interval_s=0.2), "installing twice is harmless"
+    assert SeldonMetrics.update is installed
     store.update([counter(1, "4"), gauge(1, "v1")], "predict")
     store.update([counter(1, "4")], "predict")
     store.update([], "predict")
@@ -96,17 +117,21 @@ def test_installed_update_buffers_and_a_thread_flushes(store):
         "mnist_decode_ms_sum",
     }
 
-    for _ in range(50):
-        values = exported(store)
-        if ("mnist_predictions_total", (("class", "4"),), "predict") in values:
-            break
-        threading.Event().wait(0.1)
+    values = wait_for(store, ("mnist_predictions_total", (("class", "4"),), "predict"), timeout=5)
     assert values[("mnist_predictions_total", (("class", "4"),), "predict")] == 2
     assert values[("mnist_model_version_info", (("served_version", "v1"),), "predict")] == 1
 
 
-def test_an_update_with_nothing_to_record_does_not_touch_the_store(store, unbuffered_update):
-    metrics_buffer.install()
+def test_the_flush_interval_is_the_one_installed(fresh_install, store):
+    # A minute: with any shorter interval (the default of 1 s included) the count would arrive.
+    assert metrics_buffer.install(interval_s=60)
+    store.update([counter(3, "5")], "predict")
+    key = ("mnist_predictions_total", (("class", "5"),), "predict")
+    assert key not in wait_for(store, key, timeout=2.5), "flushed before the installed interval"
+
+
+def test_an_update_with_nothing_to_record_does_not_touch_the_store(fresh_install, store, unbuffered_update):
+    assert metrics_buffer.install()
     store._manager.shutdown()  # any round trip to the manager now raises
     with pytest.raises((OSError, EOFError)):
         unbuffered_update(store, [], "predict")

@@ -6,7 +6,8 @@ import torch
 from mnist_ddp.distributed import cgroup_cpu_limit, cpu_threads, ddp_setup, resolve_backend
 
 
-def test_auto_backend_is_gloo_on_this_cpu_machine():
+def test_auto_backend_is_gloo_without_a_visible_gpu():
+    # conftest.py hides the machine's GPUs (CUDA_VISIBLE_DEVICES=""); test_gpu.py has the nccl side.
     assert not torch.cuda.is_available()
     assert resolve_backend("auto") == "gloo"
 

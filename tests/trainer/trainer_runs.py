@@ -12,11 +12,15 @@ TIMEOUT = 120
 
 
 def trainer_env(**overrides: str) -> dict[str, str]:
-    """Environment of a trainer process: PYTHONPATH as in the image, no launch variables, one thread."""
+    """Environment of a trainer process: PYTHONPATH as in the image, no launch variables, one thread, no GPU.
+
+    gpus.gpu_env() gives a GPU variant's processes the machine's GPUs back.
+    """
     env = component_env("trainer")
     for name in LAUNCH_VARIABLES:
         env.pop(name, None)
     env["OMP_NUM_THREADS"] = "1"
+    env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(overrides)
     return env
 
