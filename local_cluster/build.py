@@ -64,6 +64,13 @@ def binaries(versions: Versions) -> list[Binary]:
             versions["TRAINING_OPERATOR_VERSION"],
             "github.com/kubeflow/training-operator/cmd/training-operator.v1",
         ),
+        Binary("jobset", "sigs.k8s.io/jobset", versions["JOBSET_VERSION"], "sigs.k8s.io/jobset"),
+        Binary(
+            "trainer-controller-manager",
+            "github.com/kubeflow/trainer/v2",
+            versions["TRAINER_VERSION"],
+            "github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager",
+        ),
     ]
 
 
@@ -174,6 +181,14 @@ def _wrapper_replaces(binary: Binary) -> list[tuple[str, str]]:
             continue
         replaces.append((old, f"{new['Path']} {new.get('Version', '')}".strip()))
     return replaces
+
+
+def module_dir(module: str, version: str) -> Path:
+    """The folder of a module in Go's module cache (downloaded if needed): its upstream manifests live there."""
+    info = json.loads(_output([go_command(), "mod", "download", "-json", f"{module}@{version}"]))
+    if info.get("Error"):
+        raise BuildError(f"the Go module proxy has no {module}@{version}: {info['Error']}")
+    return Path(info["Dir"])
 
 
 def _output(cmd: list[str]) -> str:

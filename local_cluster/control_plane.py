@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from local_cluster import build, pki
+from local_cluster import build, pki, trainer_v2
 from local_cluster.processes import ProcessTable, is_running
 from local_cluster.versions import load_versions
 
@@ -54,6 +54,13 @@ class Ports:
     operator_webhook: int
     operator_metrics: int
     operator_probes: int
+    jobset_webhook: int
+    jobset_metrics: int
+    jobset_probes: int
+    trainer_webhook: int
+    trainer_metrics: int
+    trainer_probes: int
+    trainer_status: int
 
     @classmethod
     def free(cls) -> Ports:
@@ -100,11 +107,17 @@ class ControlPlane:
             self._start_apiserver(binaries["kube-apiserver"], ports, deadline)
             self._install_crds(deadline)
             self._start_controller_manager(binaries["kube-controller-manager"], ports, deadline)
+            self._mount_webhook_certs()
             self._start_training_operator(binaries["training-operator"], ports, deadline)
+            trainer_v2.start_jobset(self, binaries["jobset"], ports, deadline)
+            trainer_v2.start_trainer(self, binaries["trainer-controller-manager"], ports, deadline)
             self._wait_for_default_service_account(deadline)
-        except BaseException:
+        except ClusterError:
             self.down(quiet=True)
             raise
+        except BaseException as err:
+            self.down(quiet=True)
+            raise ClusterError(f"{type(err).__name__}: {err}") from err
         self.log(f"local-cluster: ready in {time.monotonic() - started:.0f} s")
 
     def down(self, quiet: bool = False) -> None:
@@ -129,6 +142,43 @@ class ControlPlane:
         return Ports(**json.loads(self.ports_file.read_text()))
 
     # --- kubectl -------------------------------------------------------------------------------------
+    @property
+    def kubectl_path(self) -> str:
+        """The kubectl this cluster is driven with."""
+        return kubectl_command()
+
+    def apply_objects(self, objects: list[dict]) -> None:
+        """Server-side apply of a list of objects in one kubectl call."""
+        if objects:
+            self.kubectl(
+                "apply",
+                "--server-side",
+                "-f",
+                "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+            )
+
+    def apply_crds(self, crds: list[dict], deadline: float) -> None:
+        """Server-side apply CRDs, then wait until each is Established."""
+        self.apply_objects([open_untyped_items(c) for c in crds if c.get("kind") == "CustomResourceDefinition"])
+        waiting = {c["metadata"]["name"] for c in crds if c.get("kind") == "CustomResourceDefinition"}
+        while waiting:
+            listed = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+            for crd in listed:
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    waiting.discard(crd["metadata"]["name"])
+            if waiting and time.monotonic() > deadline:
+                raise ClusterError(f"CRDs not Established in time: {', '.join(sorted(waiting))}")
+            if waiting:
+                time.sleep(0.2)
+
+    def start_controller(self, name: str, argv: list[str], probe_port: int, deadline: float, env=None) -> None:
+        """Start an operator with this cluster's kubeconfig and wait until its /readyz answers."""
+        # TMPDIR=/tmp: controller-runtime's webhook server reads its certificates under os.TempDir().
+        self.table.start(name, argv, env={"KUBECONFIG": str(self.kubeconfig), "TMPDIR": "/tmp", **(env or {})})
+        self._wait(name, f"http://127.0.0.1:{probe_port}/readyz", deadline, tls=False)
+
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """Run kubectl against this cluster."""
         done = subprocess.run(
@@ -235,7 +285,7 @@ class ControlPlane:
 
     # --- what the operators' installs would create -------------------------------------------------
     def _install_crds(self, deadline: float) -> None:
-        """Server-side apply every CRD in the CRDs folder, then wait until each is Established."""
+        """Every CRD in the CRDs folder, applied server-side, and the operators' namespace."""
         crds = []
         for path in sorted(self.crds_dir.glob("*.yaml")):
             docs = yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -243,18 +293,7 @@ class ControlPlane:
         if not crds:
             raise ClusterError(f"no CRDs in {self.crds_dir}: run `make crds` or set CRDS_DIR")
         self.log(f"local-cluster: installing {len(crds)} CRDs from {self.crds_dir}")
-        items = {"apiVersion": "v1", "kind": "List", "items": [open_untyped_items(c) for c in crds]}
-        self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(items))
-        waiting = {c["metadata"]["name"] for c in crds}
-        while waiting:
-            listed = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
-            for crd in listed:
-                conditions = (crd.get("status") or {}).get("conditions") or []
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                    waiting.discard(crd["metadata"]["name"])
-            if waiting and time.monotonic() > deadline:
-                raise ClusterError(f"CRDs not Established in time: {', '.join(sorted(waiting))}")
-            time.sleep(0.2)
+        self.apply_crds(crds, deadline)
         self.kubectl("create", "namespace", OPERATOR_NAMESPACE)
 
     def _register_training_operator_webhook(self, ports: Ports) -> None:
@@ -302,6 +341,10 @@ class ControlPlane:
         }
         self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(secret))
         self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(config))
+
+    def _mount_webhook_certs(self) -> None:
+        """Put the webhook certificate where a kubelet would mount the operators' webhook Secrets."""
+        p = self.pki
         WEBHOOK_CERT_DIR.mkdir(parents=True, exist_ok=True)
         for name, source in (("ca.crt", p.ca_cert), ("tls.crt", p.webhook_cert), ("tls.key", p.webhook_key)):
             staged = WEBHOOK_CERT_DIR / f".{name}.{os.getpid()}"

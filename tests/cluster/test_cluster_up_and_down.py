@@ -47,6 +47,8 @@ def test_up_twice_loopback_only_then_down_twice(second_cluster):
         "kube-apiserver",
         "kube-controller-manager",
         "training-operator",
+        "jobset",
+        "trainer-controller-manager",
     ]
     ports = json.loads((second_cluster / "ports.json").read_text())
     pids = [pid for r in records for pid in process_tree(r["pid"])]
@@ -59,7 +61,10 @@ def test_up_twice_loopback_only_then_down_twice(second_cluster):
 
     down = local_cluster("down", second_cluster)
     assert down.returncode == 0, down.stderr
-    assert "stopped etcd, kube-apiserver, kube-controller-manager, training-operator" in down.stdout
+    assert (
+        "stopped etcd, kube-apiserver, kube-controller-manager, training-operator, jobset, trainer-controller-manager"
+        in (down.stdout)
+    )
     assert running(pids) == [], "cluster-down left processes running"
     down_again = local_cluster("down", second_cluster)
     assert down_again.returncode == 0
