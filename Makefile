@@ -28,17 +28,19 @@ $(VENV)/%/.installed: $(UV)
 
 REQS_trainer := trainer/requirements.txt tests/requirements.txt
 REQS_serving := serving/requirements.txt tests/requirements.txt
+REQS_kserve := serving/kserve_predictor/requirements.txt tests/requirements.txt
 REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirements-browser.txt
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
 
 $(VENV)/trainer/.installed: $(REQS_trainer)
 $(VENV)/serving/.installed: $(REQS_serving)
+$(VENV)/kserve/.installed: $(REQS_kserve)
 $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
 
-ENVS := trainer serving frontend tools checkov
+ENVS := trainer serving kserve frontend tools checkov
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 
