@@ -50,15 +50,19 @@ demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.in
 	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
 
 .PHONY: test
-test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo ## Run every test suite (no cluster, no GPU, no network).
+test: test-manifests test-trainer test-serving test-kserve test-frontend test-scripts test-demo ## Run every test suite (no cluster, no GPU, no network).
 
 PYTEST_ARGS ?= -q
-.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo
+.PHONY: test-trainer test-serving test-kserve test-frontend test-manifests test-scripts test-demo
 test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
 	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
 
 test-serving: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model server: the Seldon class and the real seldon-core-microservice.
-	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) tests/serving
+	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) -m "not kserve" tests/serving
+
+# The tests run in the Seldon environment and start the KServe server from its own (.venv/kserve).
+test-kserve: $(VENV)/kserve/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model server: the real KServe ModelServer (V1, V2) and the hostile-input table on both servers.
+	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) -m kserve tests/serving
 
 test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Frontend: Flask test client, gunicorn and headless Chromium.
 	$(VENV)/frontend/bin/python -m pytest $(PYTEST_ARGS) tests/frontend
