@@ -54,6 +54,13 @@ class JsonRequest(Request):
             raise RequestEntityTooLarge(body_too_large_message(None, limit, max_batch))
         return io.BytesIO(data)
 
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True):
+        """Flask's get_json, except that a body of JSON null is refused (Seldon would say "Can't find JSON")."""
+        result = super().get_json(force, silent, cache)
+        if result is None and not silent:
+            raise RequestError(f"the body is JSON null: expected {EXPECTED}")
+        return result
+
     def on_json_loading_failed(self, e: ValueError | None):
         """Called by get_json() when the Content-Type is not JSON (`e` is None) or the body does not parse."""
         if e is None:

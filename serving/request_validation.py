@@ -55,16 +55,31 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _too_many(n: int, max_batch: int) -> str:
+    return f"batch of {n} images is too large: at most {max_batch} per request (expected 1 to {max_batch} images)"
+
+
+def check_batch_size(n: int, max_batch: int) -> None:
+    """Refuse more than max_batch images (before any of them is decoded)."""
+    if n > max_batch:
+        raise InvalidInputError(_too_many(n, max_batch))
+
+
 def check_images(array: np.ndarray, max_batch: int) -> np.ndarray:
     """Check shape, batch size and values of a numeric array; return float32 (n, 1, 28, 28)."""
     if array.size == 0:
         raise InvalidInputError(f"the input is empty (shape {_shape_text(array.shape)}): expected at least one image")
     if array.ndim < 2 or array.shape[1:] not in IMAGE_SHAPES:
         raise InvalidInputError(
-            f"input shape {_shape_text(array.shape)} is not {SHAPES_TEXT} for n images of 28x28 pixels"
+            f"input shape {_shape_text(array.shape)} is not {SHAPES_TEXT}: expected n images of 28x28 pixels"
         )
     if array.shape[0] > max_batch:
-        raise InvalidInputError(f"batch of {array.shape[0]} images is too large: at most {max_batch} per request")
+        raise InvalidInputError(_too_many(array.shape[0], max_batch))
     images = array.astype(np.float32, copy=False).reshape(-1, 1, 28, 28)
     if not np.isfinite(images).all():
         raise InvalidInputError("the input contains NaN or infinity: expected pixel values in [0, 1]")
@@ -105,9 +120,9 @@ def numeric_array(values: object, what: str) -> np.ndarray:
 def check_shape(shape: object, what: str) -> list[int]:
     """A claimed tensor shape: a list of non-negative integers (booleans are not integers here)."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise InvalidInputError(f"{what} is {shape!r:.200}: expected a list of integers such as [1, 784]")
+        raise InvalidInputError(f"{what} is {_short(shape)}: expected a list of integers such as [1, 784]")
     if any(d < 0 for d in shape):
-        raise InvalidInputError(f"{what} {shape} has a negative dimension: expected a shape such as [1, 784]")
+        raise InvalidInputError(f"{what} {_short(shape)} has a negative dimension: expected a shape such as [1, 784]")
     return shape
 
 
@@ -118,16 +133,22 @@ def shaped_array(shape: object, values: object, what_shape: str, what_values: st
     if array.ndim != 1:
         raise InvalidInputError(f"{what_values} must be a flat list of numbers (the shape is given separately)")
     if math.prod(shape) != array.size:
-        raise InvalidInputError(
-            f"{what_shape} {shape} needs {math.prod(shape)} values but {what_values} has {array.size}"
-        )
+        raise InvalidInputError(mismatch_message(shape, what_shape, array.size, what_values))
     return array.reshape(shape)
+
+
+def mismatch_message(shape: list[int], what_shape: str, count: int, what_values: str) -> str:
+    """A claimed shape that the number of values does not fill."""
+    return (
+        f"{what_shape} {_short(shape)} needs {math.prod(shape)} values but {what_values} has {count}:"
+        " expected one value per element of the shape, such as [1, 784] with 784 values"
+    )
 
 
 def decode_base64(encoded: object, what: str) -> bytes:
     """Strict base64 (no stray characters) of PNG or JPEG bytes."""
     if not isinstance(encoded, str | bytes):
-        raise InvalidInputError(f"{what} must be a base64 string of PNG or JPEG bytes")
+        raise InvalidInputError(f"{what} is a {type(encoded).__name__}: expected a base64 string of PNG or JPEG bytes")
     if len(encoded) > math.ceil(MAX_IMAGE_BYTES / 3) * 4:
         raise InvalidInputError(f"{what} is {len(encoded):,} characters: expected at most {MAX_IMAGE_BYTES:,} bytes")
     try:

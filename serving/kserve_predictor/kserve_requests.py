@@ -14,10 +14,12 @@ import math
 import numpy as np
 from request_validation import (
     InvalidInputError,
+    check_batch_size,
     check_images,
     check_shape,
     decode_base64,
     image_input,
+    mismatch_message,
     numeric_array,
 )
 
@@ -36,8 +38,7 @@ NUMERIC_DATATYPES = ("FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64", 
 def _images_from_base64(items: list, max_batch: int, what: str) -> np.ndarray:
     if not items:
         raise InvalidInputError(f"{what} is empty: expected at least one PNG or JPEG")
-    if len(items) > max_batch:
-        raise InvalidInputError(f"batch of {len(items)} images is too large: at most {max_batch} per request")
+    check_batch_size(len(items), max_batch)
     images = [image_input(decode_base64(item, f"{what}[{i}]"), f"{what}[{i}]") for i, item in enumerate(items)]
     return np.concatenate(images)
 
@@ -72,13 +73,13 @@ def v2_images(inputs: list, max_batch: int) -> np.ndarray:
             raise InvalidInputError(f"{what} is BYTES of shape {shape}: expected shape [n], one image per element")
         items = bytes_elements(data, what)
         if len(items) != shape[0]:
-            raise InvalidInputError(f"{what} shape {shape} needs {shape[0]} images but its data has {len(items)}")
+            raise InvalidInputError(mismatch_message(shape, f"{what} shape", len(items), "its data"))
         return _images_from_base64(items, max_batch, f"{what} data")
     if tensor.datatype not in NUMERIC_DATATYPES:
         raise InvalidInputError(f"{what} has datatype {tensor.datatype!r:.40}: expected FP32 pixels or BYTES images")
     array = numeric_array(data, f"{what} data").ravel()
     if math.prod(shape) != array.size:
-        raise InvalidInputError(f"{what} shape {shape} needs {math.prod(shape)} values but its data has {array.size}")
+        raise InvalidInputError(mismatch_message(shape, f"{what} shape", array.size, "its data"))
     return check_images(array.reshape(shape), max_batch)
 
 

@@ -99,9 +99,11 @@ def _not_json(headers: dict, body: bytes) -> str | None:
     if content_type and content_type not in JSON_TYPES:
         return f"Content-Type is {content_type:.80}, not application/json"
     try:
-        orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         return f"the body is not valid JSON ({exc})"
+    if not isinstance(parsed, dict):
+        return f"the body is a JSON {type(parsed).__name__}, not an object"
     return None
 
 

@@ -17,12 +17,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.kserve]
 
 
 @pytest.fixture(scope="module")
-def kserve(served_root):
-    with KServeServer(served_root) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def digits():
     images, labels = render_digits(8, seed=23)
     return images.astype(np.float32) / 255.0, labels
