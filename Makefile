@@ -64,7 +64,7 @@ test-serving: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model ser
 test-kserve: $(VENV)/kserve/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model server: the real KServe ModelServer (V1, V2) and the hostile-input table on both servers.
 	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) -m kserve tests/serving
 
-test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Frontend: Flask test client, gunicorn and headless Chromium.
+test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Frontend: Flask test client, gunicorn and headless Chromium.
 	$(VENV)/frontend/bin/python -m pytest $(PYTEST_ARGS) tests/frontend
 
 test-manifests: $(VENV)/tools/.installed $(VENV)/checkov/.installed ## Manifests: render, strict schemas, cross-references, policy scan.
