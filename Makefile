@@ -70,7 +70,7 @@ test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/ks
 test-manifests: $(VENV)/tools/.installed $(VENV)/checkov/.installed ## Manifests: render, strict schemas, cross-references, policy scan.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/manifests
 
-test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
+test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/scripts
 
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
@@ -97,7 +97,7 @@ format: $(VENV)/tools/.installed ## Apply ruff's formatting and safe fixes.
 bench-train: $(VENV)/trainer/.installed ## Training: 1x2 threads vs DDP 2x1 throughput, time to 98.5% on the 5k sample.
 	$(VENV)/trainer/bin/python scripts/bench_train.py
 
-bench-serve: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Serving: wrk, 8 connections, ours vs the original tutorial's configuration.
+bench-serve: $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Serving: our Seldon and KServe servers vs the original tutorial's: wrk saturation, hey open-loop p50/p99.
 	$(VENV)/serving/bin/python scripts/bench_serve.py
 
 bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: single-image forward on one thread, ours (plain and fused) vs pytorch/examples.
