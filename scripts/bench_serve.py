@@ -14,8 +14,11 @@ Two measurements of each:
   saturation  closed loop: `wrk`, N connections for D seconds; the latency there is mostly
               queueing (Little's law: mean latency = connections / throughput)
   open loop   `hey -q` at fixed offered rates (--rates, default 200, 400, 800 req/s): hey's rate
-              is per worker, so each rate is R/10 workers at 10 req/s each, a request every
-              100 ms per worker, far longer than any answer: no request waits for another
+              is per worker, so each rate is R/50 workers at 50 req/s each. hey starts its
+              workers together and each sends on its own ticker, so requests come in bursts of
+              one per worker every 20 ms; fewer, faster workers keep those bursts small. A
+              worker whose answer takes longer than 20 ms skips ticks (coordinated omission):
+              the served rate then falls below the offered one, and the table shows both
 
 Optional rows: --floor adds, with the same settings as ours, a server that answers
 without doing any work (scripts/bench_serve/ConstantModel.py), the cost of seldon-core
@@ -61,7 +64,7 @@ SELDON = Path(sys.executable).parent / "seldon-core-microservice"
 KSERVE_PYTHON = Path(sys.executable).parents[1].parent / "kserve" / "bin" / "python"
 SERVE_MNIST = REPO / "serving" / "kserve_predictor" / "serve_mnist.py"
 # hey's -q is per worker: each worker sends one request every 1 / HEY_WORKER_RATE seconds.
-HEY_WORKER_RATE = 10
+HEY_WORKER_RATE = 50
 P99_TARGET_MS = 10.0
 THROUGHPUT_TARGET = 5.0
 WRK_SCRIPT = """wrk.method = "POST"
@@ -358,6 +361,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # Stopped from outside (timeout, kill): still stop the servers, which run in sessions of their own.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_serve.py: stopped by SIGTERM"))
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
