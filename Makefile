@@ -34,6 +34,7 @@ $(VENV)/%/.installed: $(UV)
 
 REQS_trainer := trainer/requirements.txt tests/requirements.txt
 REQS_serving := serving/requirements.txt tests/requirements.txt
+REQS_kserve := serving/kserve_predictor/requirements.txt tests/requirements.txt
 REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirements-browser.txt
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
@@ -42,13 +43,14 @@ REQS_tensorboard := tensorboard/requirements.txt tests/requirements.txt
 
 $(VENV)/trainer/.installed: $(REQS_trainer)
 $(VENV)/serving/.installed: $(REQS_serving)
+$(VENV)/kserve/.installed: $(REQS_kserve)
 $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
 $(VENV)/pipelines/.installed: $(REQS_pipelines)
 $(VENV)/tensorboard/.installed: $(REQS_tensorboard)
 
-ENVS := trainer serving frontend tools checkov pipelines tensorboard
+ENVS := trainer serving kserve frontend tools checkov pipelines tensorboard
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 
@@ -61,23 +63,27 @@ demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.in
 	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
 
 .PHONY: test
-test: test-manifests test-trainer test-serving test-frontend test-scripts test-demo test-pipelines test-tensorboard test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).
+test: test-manifests test-trainer test-serving test-kserve test-frontend test-scripts test-demo test-pipelines test-tensorboard test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).
 
 PYTEST_ARGS ?= -q
-.PHONY: test-trainer test-serving test-frontend test-manifests test-scripts test-demo test-pipelines test-tensorboard test-cluster
+.PHONY: test-trainer test-serving test-kserve test-frontend test-manifests test-scripts test-demo test-pipelines test-tensorboard test-cluster
 test-trainer: $(VENV)/trainer/.installed ## Trainer: model, data, real 2-process DDP (gloo), resume.
 	$(VENV)/trainer/bin/python -m pytest $(PYTEST_ARGS) tests/trainer
 
 test-serving: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model server: the Seldon class and the real seldon-core-microservice.
-	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) tests/serving
+	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) -m "not kserve" tests/serving
 
-test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Frontend: Flask test client, gunicorn and headless Chromium.
+# The tests run in the Seldon environment and start the KServe server from its own (.venv/kserve).
+test-kserve: $(VENV)/kserve/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model server: the real KServe ModelServer (V1, V2) and the hostile-input table on both servers.
+	$(VENV)/serving/bin/python -m pytest $(PYTEST_ARGS) -m kserve tests/serving
+
+test-frontend: $(VENV)/frontend/.installed $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Frontend: Flask test client, gunicorn and headless Chromium.
 	$(VENV)/frontend/bin/python -m pytest $(PYTEST_ARGS) tests/frontend
 
 test-manifests: $(VENV)/tools/.installed $(VENV)/checkov/.installed crds-present ## Manifests: render, strict schemas, cross-references, policy scan.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/manifests
 
-test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
+test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/scripts
 
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
@@ -121,7 +127,7 @@ format: $(VENV)/tools/.installed ## Apply ruff's formatting and safe fixes.
 bench-train: $(VENV)/trainer/.installed ## Training: 1x2 threads vs DDP 2x1 throughput, time to 98.5% on the 5k sample.
 	$(VENV)/trainer/bin/python scripts/bench_train.py
 
-bench-serve: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Serving: wrk, 8 connections, ours vs the original tutorial's configuration.
+bench-serve: $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Serving: our Seldon and KServe servers vs the original tutorial's: wrk saturation, hey open-loop p50/p99.
 	$(VENV)/serving/bin/python scripts/bench_serve.py
 
 bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: single-image forward on one thread, ours (plain and fused) vs pytorch/examples.

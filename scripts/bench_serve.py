@@ -1,13 +1,24 @@
-"""Benchmark the model server against the original tutorial's setup, side by side in one run.
+"""Benchmark our two model servers against the original tutorial's setup, side by side in one run.
 
-Single-image REST predictions (one 28x28 `ndarray`), N concurrent connections for
-D seconds, load from `wrk` on the same machine. Two real seldon-core-microservice
-processes are started on free ports:
+Single-image REST predictions (one 28x28 image), load generated on the same machine.
+Real servers are started on free ports:
 
   baseline  the pytorch/examples MNIST CNN in a plain Seldon class (scripts/bench_serve/BaselineMnist.py)
             with the Seldon wrapper's defaults: 1 gunicorn worker, 1 thread, 1 gRPC worker
-  ours      MnistClassifier serving MnistNet, published to a temporary model root,
-            with the worker settings of the SeldonDeployment
+  ours      MnistClassifier on seldon-core-microservice, serving MnistNet from a temporary model
+            root, with the worker settings of the SeldonDeployment (`data.ndarray` requests)
+  kserve    the KServe model `mnist` (serving/kserve_predictor) on kserve's ModelServer, one
+            process as the InferenceService runs it (V2 requests: one FP32 tensor [1, 28, 28])
+
+Two measurements of each:
+  saturation  closed loop: `wrk`, N connections for D seconds; the latency there is mostly
+              queueing (Little's law: mean latency = connections / throughput)
+  open loop   `hey -q` at fixed offered rates (--rates, default 200, 400, 800 req/s): hey's rate
+              is per worker, so each rate is R/50 workers at 50 req/s each. hey starts its
+              workers together and each sends on its own ticker, so requests come in bursts of
+              one per worker every 20 ms; fewer, faster workers keep those bursts small. A
+              worker whose answer takes longer than 20 ms skips ticks (coordinated omission):
+              the served rate then falls below the offered one, and the table shows both
 
 Optional rows: --floor adds, with the same settings as ours, a server that answers
 without doing any work (scripts/bench_serve/ConstantModel.py), the cost of seldon-core
@@ -19,7 +30,7 @@ metrics update on every request (metrics_flush_s=0, see serving/metrics_buffer.p
 torch's default of one thread per core costs on a busy machine.
 The servers are measured in alternation for --rounds rounds; the table shows medians.
 
-    .venv/serving/bin/python scripts/bench_serve.py [--duration 10] [--connections 8] [--rounds 3]
+    .venv/serving/bin/python scripts/bench_serve.py [--duration 10] [--connections 8] [--rounds 3] [--rates 200,400,800]
 """
 
 import argparse
@@ -49,6 +60,13 @@ from mnist_ddp import model_store  # noqa: E402
 from mnist_ddp.model import ARCHITECTURE, build_model  # noqa: E402
 
 SELDON = Path(sys.executable).parent / "seldon-core-microservice"
+# The KServe environment next to this one (.venv/kserve beside .venv/serving).
+KSERVE_PYTHON = Path(sys.executable).parents[1].parent / "kserve" / "bin" / "python"
+SERVE_MNIST = REPO / "serving" / "kserve_predictor" / "serve_mnist.py"
+# hey's -q is per worker: each worker sends one request every 1 / HEY_WORKER_RATE seconds.
+HEY_WORKER_RATE = 50
+P99_TARGET_MS = 10.0
+THROUGHPUT_TARGET = 5.0
 WRK_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[{body}]==]
@@ -56,6 +74,8 @@ wrk.body = [==[{body}]==]
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 # The classifier container's environment in base/serving-seldondeployment.yaml, besides the worker counts.
 OURS_ENV = {"OMP_NUM_THREADS": "1", "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
+# The predictor container's environment in components/kserve/serving-inferenceservice.yaml.
+KSERVE_ENV = {"OMP_NUM_THREADS": "1"}
 
 
 @dataclass
@@ -70,6 +90,7 @@ class Config:
     grpc_workers: int
     parameters: list[dict]
     env: dict[str, str] = field(default_factory=dict)
+    server: str = "seldon"  # or "kserve"
 
 
 @dataclass
@@ -97,12 +118,15 @@ def free_port() -> int:
 
 
 class Server:
-    """seldon-core-microservice for one Config, on free ports, output in a log file."""
+    """seldon-core-microservice (or the KServe ModelServer) for one Config, on free ports, output in a log file."""
 
     def __init__(self, config: Config, log_dir: Path):
         self.config = config
         self.http_port = free_port()
         self.log = log_dir / f"{config.name}.log"
+        if config.server == "kserve":
+            self._start_kserve(config)
+            return
         env = dict(os.environ)
         env.update(
             PYTHONPATH=os.pathsep.join(str(p) for p in config.pythonpath),
@@ -124,15 +148,35 @@ class Server:
                 start_new_session=True,
             )
         self.url = f"http://127.0.0.1:{self.http_port}/api/v1.0/predictions"
+        self.ready_url = f"http://127.0.0.1:{self.http_port}/health/status"
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        """Wait until /health/status answers 200 (the model is loaded in every worker that answers)."""
+    def _start_kserve(self, config: Config) -> None:
+        env = dict(os.environ)
+        env.update(PYTHONPATH=os.pathsep.join(str(p) for p in config.pythonpath), **config.env)
+        model_root = next(p["value"] for p in config.parameters if p["name"] == "model_root")
+        argv = [str(KSERVE_PYTHON), str(SERVE_MNIST), f"--model_root={model_root}", f"--http_port={self.http_port}"]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.http_port}/v2/models/mnist/infer"
+        self.ready_url = f"http://127.0.0.1:{self.http_port}/v2/models/mnist/ready"
+
+    def body(self) -> str:
+        """One single-image request in this server's protocol."""
+        image = sample_image()
+        if self.config.server == "kserve":
+            flat = np.asarray(image).ravel().tolist()
+            tensor = {"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": flat}
+            return json.dumps({"inputs": [tensor]})
+        return json.dumps({"data": {"ndarray": image}})
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until the readiness check answers 200 (the model is loaded in every worker that answers)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 sys.exit(f"{self.config.name} exited; see {self.log}:\n{self.log.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health/status", timeout=2) as r:
+                with urllib.request.urlopen(self.ready_url, timeout=2) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -205,6 +249,64 @@ def run_wrk(url: str, script: Path, duration: float, connections: int, threads: 
     )
 
 
+def run_hey(url: str, body_file: Path, rate: int, duration: float) -> Result:
+    """Offer `rate` req/s open-loop with hey (rate / HEY_WORKER_RATE workers); percentiles from its per-request CSV."""
+    workers = max(1, round(rate / HEY_WORKER_RATE))
+    command = ["hey", "-z", f"{duration:g}s", "-c", str(workers), "-q", str(HEY_WORKER_RATE), "-o", "csv"]
+    command += ["-m", "POST", "-T", "application/json", "-D", str(body_file), url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    # response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
+    rows = [line.split(",") for line in output.splitlines()[1:] if line.count(",") >= 7]
+    latencies = np.array([float(row[0]) * 1e3 for row in rows if row[6] == "200"])
+    errors = sum(1 for row in rows if row[6] != "200")
+    if latencies.size == 0:
+        sys.exit(f"hey got no answer from {url} at {rate} req/s:\n{output[-2000:]}")
+    return Result(
+        requests_per_s=latencies.size / duration,
+        p50_ms=float(np.percentile(latencies, 50)),
+        p99_ms=float(np.percentile(latencies, 99)),
+        errors=errors,
+        requests=len(rows),
+    )
+
+
+def print_open_loop(open_loop, open_results, results, rates, baseline_rps) -> None:
+    """The open-loop table (medians over rounds) and the issue's targets, per server."""
+    print()
+    print("| setup | offered req/s | served req/s | p50 ms | p99 ms | errors | within half of saturation |")
+    print("|---|---|---|---|---|---|---|")
+    for server in open_loop:
+        name = server.config.name
+        saturation = statistics.median(r.requests_per_s for r in results[name])
+        for rate in rates:
+            runs = open_results[(name, rate)]
+            served = statistics.median(r.requests_per_s for r in runs)
+            p50 = statistics.median(r.p50_ms for r in runs)
+            p99 = statistics.median(r.p99_ms for r in runs)
+            errors = sum(r.errors for r in runs)
+            within = "yes" if rate <= saturation / 2 else "no"
+            print(f"| {name} | {rate} | {served:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {within} |")
+    print()
+    for server in open_loop:
+        name = server.config.name
+        if name == "baseline":
+            continue
+        saturation = statistics.median(r.requests_per_s for r in results[name])
+        ratio = saturation / baseline_rps
+        covered = [rate for rate in rates if rate <= saturation / 2]
+        throughput = f"{ratio:.2f}x the baseline (target >= {THROUGHPUT_TARGET:g}x: "
+        throughput += "met)" if ratio >= THROUGHPUT_TARGET else "not met)"
+        if not covered:
+            print(f"{name}: {throughput}; no offered rate is within half its saturation ({saturation / 2:.0f} req/s)")
+            continue
+        worst = max(statistics.median(r.p99_ms for r in open_results[(name, rate)]) for rate in covered)
+        verdict = "met" if worst <= P99_TARGET_MS else "not met"
+        print(
+            f"{name}: {throughput}; worst p99 at the rates up to half of its saturation ({saturation / 2:.0f} req/s: "
+            f"{', '.join(map(str, covered))}): {worst:.2f} ms (target <= {P99_TARGET_MS:g} ms: {verdict})"
+        )
+
+
 def publish_model(root: Path) -> str:
     """Publish MnistNet with random weights: the server's cost does not depend on what it learned."""
     torch.manual_seed(0)
@@ -237,6 +339,16 @@ def parse_args() -> argparse.Namespace:
         help="also measure the baseline with one torch thread, OMP_NUM_THREADS=1 (default: off)",
     )
     parser.add_argument(
+        "--rates",
+        type=lambda text: [int(r) for r in text.split(",")],
+        default=[200, 400, 800],
+        help="offered rates of the open-loop measurement, req/s, comma-separated (default: 200,400,800)",
+    )
+    parser.add_argument(
+        "--open-duration", type=float, default=8.0, help="seconds of each open-loop measurement (default: 8)"
+    )
+    parser.add_argument("--no-kserve", action="store_true", help="leave out the KServe server (default: measured)")
+    parser.add_argument(
         "--also",
         type=str,
         action="append",
@@ -249,13 +361,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # Stopped from outside (timeout, kill): still stop the servers, which run in sessions of their own.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_serve.py: stopped by SIGTERM"))
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     model_root = work / "models"
     version = publish_model(model_root)
-    script = work / "post.lua"
-    script.write_text(WRK_SCRIPT.format(body=json.dumps({"data": {"ndarray": sample_image()}})))
 
     ours = [(args.workers, args.threads, args.grpc_workers)]
     ours += [tuple(int(v) for v in spec.split(",")) for spec in args.also]
@@ -269,6 +381,10 @@ def main() -> None:
             for w, t, g in ours
         ),
     ]
+    if not args.no_kserve:
+        kserve_path = [REPO / "serving" / "kserve_predictor", *ours_path]
+        # One process, one torch thread: the InferenceService's container (components/kserve).
+        configs.insert(2, Config("kserve", "mnist", kserve_path, 1, 1, 0, parameters, KSERVE_ENV, "kserve"))
     if args.metrics_unbuffered:
         unbuffered = [*parameters, flush_parameter(0)]
         configs.append(
@@ -316,16 +432,28 @@ def main() -> None:
         ]
     load_before = os.getloadavg()[0]
     print(f"model {ARCHITECTURE} {version}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s")
+    if shutil.which("hey") is None:
+        sys.exit("hey is not installed: apt-get install -y hey")
     servers = [Server(config, work) for config in configs]
+    scripts, bodies = {}, {}
+    for server in servers:
+        bodies[server.config.name] = work / f"{server.config.name}.json"
+        bodies[server.config.name].write_text(server.body())
+        scripts[server.config.name] = work / f"{server.config.name}.lua"
+        scripts[server.config.name].write_text(WRK_SCRIPT.format(body=server.body()))
     results: dict[str, list[Result]] = {config.name: [] for config in configs}
+    # The open-loop rows: the baseline, ours as deployed and the KServe server.
+    open_loop = [s for s in servers if s.config.name in ("baseline", configs[1].name, "kserve")]
+    open_results: dict[tuple[str, int], list[Result]] = {(s.config.name, r): [] for s in open_loop for r in args.rates}
     try:
         for server in servers:
             server.wait_ready()
         for server in servers:
-            run_wrk(server.url, script, args.warmup, args.connections, args.wrk_threads)
+            run_wrk(server.url, scripts[server.config.name], args.warmup, args.connections, args.wrk_threads)
         for round_number in range(args.rounds):
             for server in servers:
                 cpu_before = server.cpu_seconds()
+                script = scripts[server.config.name]
                 result = run_wrk(server.url, script, args.duration, args.connections, args.wrk_threads)
                 result.cpu_ms_per_request = (server.cpu_seconds() - cpu_before) * 1e3 / max(1, result.requests)
                 results[server.config.name].append(result)
@@ -335,6 +463,16 @@ def main() -> None:
                     f"server CPU {result.cpu_ms_per_request:5.2f} ms/request  errors {result.errors}",
                     flush=True,
                 )
+            for rate in args.rates:
+                for server in open_loop:
+                    result = run_hey(server.url, bodies[server.config.name], rate, args.open_duration)
+                    open_results[(server.config.name, rate)].append(result)
+                    print(
+                        f"round {round_number + 1} {server.config.name:<16} offered {rate:4d} req/s: "
+                        f"{result.requests_per_s:6.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                        f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                        flush=True,
+                    )
     finally:
         for server in servers:
             server.stop()
@@ -356,6 +494,7 @@ def main() -> None:
             f"| {config.name:<16} | {config.workers:>7} | {config.threads:>7} | {config.grpc_workers:>4} | "
             f"{rps:5.0f} | {p50:6.2f} | {p99:6.2f} | {cpu:10.2f} | {errors:>6} | {rps / baseline_rps:10.2f}x |"
         )
+    print_open_loop(open_loop, open_results, results, args.rates, baseline_rps)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -12,6 +12,12 @@ MNIST onto the shared volume, which the frontend pod mounts, so
     kubectl cp "$pod:/mnt/pvc/data/mnist/MNIST/raw" data/mnist -c frontend
 copies them to data/mnist, and the frontend's /api/random-digit answers a test digit as a PNG.
 
+With KServe (overlays/*-kserve), `--protocol v2` speaks the Open Inference Protocol (a BYTES
+tensor for an image file, an FP32 tensor [1, 28, 28] for an MNIST digit):
+
+    kubectl port-forward svc/mnist-predictor 8080:80
+    python3 scripts/predict.py --protocol v2 digit.png
+
 Standard library only, so it runs with any Python 3.10 or later.
 """
 
@@ -27,6 +33,8 @@ import urllib.request
 from pathlib import Path
 
 DEFAULT_URL = "http://localhost:8000/api/v1.0/predictions"
+DEFAULT_URLS = {"seldon": DEFAULT_URL, "v2": "http://localhost:8080/v2/models/mnist/infer"}
+PORT_FORWARDS = {"seldon": "svc/mnist-classifier-default 8000:8000", "v2": "svc/mnist-predictor 8080:80"}
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 BAR_WIDTH = 40
@@ -96,17 +104,31 @@ def ndarray_payload(image: list[list[float]]) -> dict:
     return {"data": {"ndarray": [image]}}
 
 
+def v2_payload(payload: dict) -> dict:
+    """The same input as an Open Inference Protocol V2 request: binData as BYTES, an ndarray as FP32."""
+    if "binData" in payload:
+        tensor = {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [payload["binData"]]}
+    else:
+        (image,) = payload["data"]["ndarray"]
+        pixels = [value for row in image for value in row]
+        tensor = {"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": pixels}
+    return {"inputs": [tensor]}
+
+
 def _server_message(body: bytes) -> str:
-    """Seldon's error text (status.info / status.reason), else the raw body."""
+    """Seldon's error text (status.info / status.reason) or KServe's (error), else the raw body."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
-        status = json.loads(text).get("status", {})
+        reply = json.loads(text)
+        if isinstance(reply.get("error"), str):
+            return reply["error"]
+        status = reply.get("status", {})
     except (ValueError, AttributeError):
         return text[:500]
     return status.get("info") or status.get("reason") or text[:500]
 
 
-def post_prediction(url: str, payload: dict, timeout: float) -> dict:
+def post_prediction(url: str, payload: dict, timeout: float, port_forward: str = PORT_FORWARDS["seldon"]) -> dict:
     """POST `payload` as JSON to `url`; return the decoded response or raise PredictError with the server's reason."""
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -119,7 +141,7 @@ def post_prediction(url: str, payload: dict, timeout: float) -> dict:
     except urllib.error.URLError as exc:
         hint = ""
         if isinstance(exc.reason, ConnectionRefusedError):
-            hint = " (is `kubectl port-forward svc/mnist-classifier-default 8000:8000` running?)"
+            hint = f" (is `kubectl port-forward {port_forward}` running?)"
         raise PredictError(f"cannot reach {url}: {exc.reason}{hint}") from None
     except TimeoutError:
         raise PredictError(f"{url} did not answer within {timeout:g}s") from None
@@ -130,9 +152,11 @@ def post_prediction(url: str, payload: dict, timeout: float) -> dict:
 
 
 def probabilities_of(response: dict) -> list[float]:
-    """The ten class probabilities of the first row of a Seldon response (ndarray or tensor)."""
+    """The ten class probabilities of the first row of a Seldon (ndarray or tensor) or V2 (outputs) response."""
     data = response.get("data", {})
-    if "ndarray" in data:
+    if "outputs" in response:
+        row = response["outputs"][0]["data"][:10]
+    elif "ndarray" in data:
         rows = data["ndarray"]
         row = rows[0] if rows and isinstance(rows[0], list) else rows
     elif "tensor" in data:
@@ -173,10 +197,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path(os.environ["MNIST_DIR"]) if os.environ.get("MNIST_DIR") else None,
         help="folder with the MNIST IDX files, t10k-* preferred (default: $MNIST_DIR if set)",
     )
-    parser.add_argument("--url", type=str, default=DEFAULT_URL, help=f"prediction endpoint (default: {DEFAULT_URL})")
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(DEFAULT_URLS),
+        default="seldon",
+        help="seldon (Seldon Core v1) or v2 (KServe's Open Inference Protocol) (default: seldon)",
+    )
+    parser.add_argument(
+        "--url",
+        type=str,
+        default=None,
+        help=f"prediction endpoint (default: {DEFAULT_URL}; with v2 {DEFAULT_URLS['v2']})",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default: 10)")
     parser.add_argument("--raw", action="store_true", help="also print the raw JSON response (default: off)")
     args = parser.parse_args(argv)
+    args.url = args.url or DEFAULT_URLS[args.protocol]
     if (args.image is None) == (args.mnist_index is None):
         parser.error("give either an image file or --mnist-index N")
     if args.mnist_index is not None and args.data_dir is None:
@@ -195,13 +231,20 @@ def main(argv: list[str] | None = None) -> int:
             image, label = read_mnist_digit(args.data_dir, args.mnist_index)
             payload = ndarray_payload(image)
             source = f"MNIST digit #{args.mnist_index} of {args.data_dir}"
-        response = post_prediction(args.url, payload, args.timeout)
+        if args.protocol == "v2":
+            payload = v2_payload(payload)
+        response = post_prediction(args.url, payload, args.timeout, PORT_FORWARDS[args.protocol])
         probabilities = probabilities_of(response)
     except PredictError as exc:
         print(f"predict.py: {exc}", file=sys.stderr)
         return 1
-    names = response.get("data", {}).get("names") or None
-    version = response.get("meta", {}).get("tags", {}).get("model_version", "unknown")
+    if args.protocol == "v2":
+        names_text = (response["outputs"][0].get("parameters") or {}).get("names")
+        names = names_text.split(",") if names_text else None
+        version = response.get("model_version") or "unknown"
+    else:
+        names = response.get("data", {}).get("names") or None
+        version = response.get("meta", {}).get("tags", {}).get("model_version", "unknown")
     prediction = max(range(10), key=probabilities.__getitem__)
     if args.raw:
         print(json.dumps(response, indent=2))

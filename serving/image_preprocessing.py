@@ -9,7 +9,7 @@ so that its centre of mass is at the centre. PIL and numpy only.
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 MNIST_SIZE = 28
 DIGIT_BOX = 20
@@ -27,24 +27,28 @@ class ImageError(ValueError):
     """The bytes are not a usable PNG/JPEG image of a digit; the message says what was expected."""
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode PNG or JPEG bytes into a PIL image (any size, mode and channel count)."""
+def decode_image(data: bytes, what: str = "binData") -> Image.Image:
+    """Decode PNG or JPEG bytes into a PIL image (any size, mode and channel count); `what` names the field."""
     if not data:
-        raise ImageError("binData is empty: expected the bytes of a PNG or JPEG image")
+        raise ImageError(f"{what} is empty: expected the bytes of a PNG or JPEG image")
+    # PIL's decoders meet malformed data with many exception types (struct.error, SyntaxError, EOFError,
+    # DecompressionBombError, ...): every one of them means the bytes are not a usable image.
     try:
         image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"binData is not a PNG or JPEG image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{what} claims too large an image ({exc}): expected at most {MAX_PIXELS:,} pixels") from None
+    except Exception as exc:
+        raise ImageError(f"{what} is not a PNG or JPEG image ({exc}): expected the bytes of a PNG or JPEG") from None
     if image.format not in ACCEPTED_FORMATS:
-        raise ImageError(f"binData is a {image.format} image: expected PNG or JPEG")
+        raise ImageError(f"{what} is a {image.format} image: expected PNG or JPEG")
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageError(f"image is {width}x{height} pixels: expected at most {MAX_PIXELS:,} pixels")
     try:
         image.load()
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"binData could not be decoded as {image.format} ({exc})") from None
-    return ImageOps.exif_transpose(image)
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:
+        raise ImageError(f"{what} could not be decoded as {image.format} ({exc}): expected a complete image") from None
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -118,7 +122,7 @@ def centre_by_mass(digit: np.ndarray, size: int = MNIST_SIZE) -> np.ndarray:
     return field
 
 
-def image_to_mnist(data: bytes) -> np.ndarray:
+def image_to_mnist(data: bytes, what: str = "binData") -> np.ndarray:
     """Decode a PNG/JPEG of a digit and return it MNIST-style: float32 (28, 28), white on black, in [0, 1]."""
-    digit = to_white_on_black(to_grayscale(decode_image(data)))
+    digit = to_white_on_black(to_grayscale(decode_image(data, what)))
     return centre_by_mass(fit_box(crop_to_ink(digit)))

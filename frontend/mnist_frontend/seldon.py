@@ -1,7 +1,10 @@
-"""The call to the Seldon Core v1 REST API, and the mapping of each way it can fail to an HTTP status.
+"""The call to the model server, and the mapping of each way it can fail to an HTTP status.
 
-Requests: {"binData": "<base64 PNG/JPEG>"}. Seldon answers numbers for a binData request as
-a `tensor` ({"shape": [1, 10], "values": [...]}); `ndarray` answers are accepted too.
+Two protocols, chosen by the MODEL_PROTOCOL setting:
+  seldon  Seldon Core v1 REST: {"binData": "<base64 PNG/JPEG>"}. Seldon answers numbers for a
+          binData request as a `tensor` ({"shape": [1, 10], "values": [...]}); `ndarray` too.
+  v2      KServe's Open Inference Protocol: one BYTES tensor holding the base64 image; the answer's
+          first output holds the ten probabilities, `model_version` the version.
 
     Seldon answers 4xx           -> 400 (the image was refused; Seldon's message is passed on)
     Seldon answers 503           -> 503 (no model loaded yet)
@@ -46,15 +49,23 @@ class Prediction:
         return max(range(NUM_CLASSES), key=self.probabilities.__getitem__)
 
 
-def predict(url: str, image: bytes, timeout: float) -> Prediction:
-    """Send PNG/JPEG bytes to the Seldon predictions endpoint at `url`; raise SeldonError on any failure."""
-    body = json.dumps({"binData": base64.b64encode(image).decode("ascii")}).encode()
+def request_body(image: bytes, protocol: str = "seldon") -> dict:
+    """The JSON body that carries PNG/JPEG bytes in `protocol` ("seldon" or "v2")."""
+    encoded = base64.b64encode(image).decode("ascii")
+    if protocol == "v2":
+        return {"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": [encoded]}]}
+    return {"binData": encoded}
+
+
+def predict(url: str, image: bytes, timeout: float, protocol: str = "seldon") -> Prediction:
+    """Send PNG/JPEG bytes to the model server at `url` in `protocol`; raise SeldonError on any failure."""
+    body = json.dumps(request_body(image, protocol)).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
         answer = _send(request, url, timeout)
     except urllib.error.HTTPError as exc:
         raise _http_error(exc) from None
-    return parse_prediction(answer)
+    return parse_v2_prediction(answer) if protocol == "v2" else parse_prediction(answer)
 
 
 def check_reachable(url: str, timeout: float) -> None:
@@ -96,11 +107,27 @@ def parse_prediction(answer: bytes) -> Prediction:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         message = f"the model server answered something other than a prediction: {answer[:200]!r}"
         raise SeldonError(502, message) from None
+    return _checked(probabilities, str(tags.get("model_version", "unknown")))
+
+
+def _checked(probabilities: list[float], version: str) -> Prediction:
     if len(probabilities) != NUM_CLASSES:
         raise SeldonError(502, f"the model server answered {len(probabilities)} values, not {NUM_CLASSES}")
     if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probabilities):
         raise SeldonError(502, f"the model server answered values that are not probabilities: {probabilities}")
-    return Prediction(probabilities, str(tags.get("model_version", "unknown")))
+    return Prediction(probabilities, version)
+
+
+def parse_v2_prediction(answer: bytes) -> Prediction:
+    """Read the probabilities (the first output's data) and `model_version` from a V2 inference response."""
+    try:
+        reply = json.loads(answer)
+        probabilities = [float(p) for p in reply["outputs"][0]["data"]]
+        version = reply.get("model_version") or "unknown"
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        message = f"the model server answered something other than a prediction: {answer[:200]!r}"
+        raise SeldonError(502, message) from None
+    return _checked(probabilities, str(version))
 
 
 def _http_error(exc: urllib.error.HTTPError) -> SeldonError:
@@ -119,9 +146,12 @@ def _http_error(exc: urllib.error.HTTPError) -> SeldonError:
 
 
 def _seldon_message(body: bytes) -> str:
-    # Seldon's errors look like {"status": {"info": "...", "reason": "...", ...}}.
+    # Seldon's errors look like {"status": {"info": "...", "reason": "...", ...}}, KServe's like {"error": "..."}.
     try:
-        status = json.loads(body)["status"]
+        reply = json.loads(body)
+        if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+            return reply["error"]
+        status = reply["status"]
         return str(status.get("info") or status.get("reason"))
     except (ValueError, TypeError, KeyError, AttributeError):
         text = body.decode("utf-8", "replace").strip()

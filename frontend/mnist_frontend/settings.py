@@ -4,11 +4,15 @@ import os
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "FRONTEND"
+MODEL_PROTOCOLS = ("seldon", "v2")
 
 DEFAULTS = {
     # The SeldonDeployment's predictor Service (executor port 8000) in the same namespace.
     "SELDON_URL": "http://mnist-classifier-default:8000/api/v1.0/predictions",
     "SELDON_TIMEOUT": 5.0,
+    # How SELDON_URL is spoken to: "seldon" (Seldon Core v1, binData) or "v2" (KServe's Open Inference
+    # Protocol, a BYTES tensor; SELDON_URL is then .../v2/models/<name>/infer).
+    "MODEL_PROTOCOL": "seldon",
     "DATA_DIR": None,
     # A 280x280 canvas PNG is 5-30 KB; a megabyte leaves room for any phone's drawing.
     "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -25,6 +29,12 @@ def validate(config) -> None:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"{ENV_PREFIX}_SELDON_URL must be an http(s) URL, got {url!r}")
+
+    protocol = config["MODEL_PROTOCOL"]
+    if protocol not in MODEL_PROTOCOLS:
+        raise SettingsError(
+            f"{ENV_PREFIX}_MODEL_PROTOCOL must be one of {', '.join(MODEL_PROTOCOLS)}, got {protocol!r}"
+        )
 
     timeout = _positive(config["SELDON_TIMEOUT"], "SELDON_TIMEOUT", "a number of seconds")
     config["SELDON_TIMEOUT"] = float(timeout)

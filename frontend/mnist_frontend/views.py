@@ -33,7 +33,7 @@ def predict():
         return error(400, str(exc))
     config = current_app.config
     try:
-        prediction = seldon.predict(config["SELDON_URL"], image, config["SELDON_TIMEOUT"])
+        prediction = seldon.predict(config["SELDON_URL"], image, config["SELDON_TIMEOUT"], config["MODEL_PROTOCOL"])
     except seldon.SeldonError as exc:
         current_app.logger.warning("prediction failed (%d): %s", exc.status, exc.message)
         return error(exc.status, exc.message)

@@ -6,7 +6,7 @@ the difference to ours is what the model (and its metrics and answer) costs.
 """
 
 from ConstantModel import CLASS_NAMES
-from request_validation import parse_json_request
+from seldon_requests import parse_json_request
 
 
 class InputOnlyModel:

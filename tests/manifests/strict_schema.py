@@ -19,6 +19,7 @@ from manifests.rendering import REPO
 CRD_FILES = {
     ("kubeflow.org", "PyTorchJob"): "kubeflow.org_pytorchjobs.yaml",
     ("machinelearning.seldon.io", "SeldonDeployment"): "machinelearning.seldon.io_seldondeployments.yaml",
+    ("serving.kserve.io", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
 }
 HOW_TO_GET_CRDS = (
     "The upstream CRDs are missing from {crds_dir}. Fetch the pinned files with "

@@ -1,6 +1,7 @@
 """Fixtures for the model server: published models, the class in-process, the real microservice."""
 
 import pytest
+from kserve_server import KServeServer
 from model_fixtures import publish, train_small_model
 from seldon_server import SeldonServer
 
@@ -50,4 +51,11 @@ def served_root(tmp_path_factory, trained_state_dict):
 def server(served_root):
     """One real microservice (2 gunicorn workers, gRPC on) for a whole test module."""
     with SeldonServer(served_root, workers=2, grpc_workers=1) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def kserve(served_root):
+    """One real KServe ModelServer with the model `mnist` for a whole test module."""
+    with KServeServer(served_root) as running:
         yield running

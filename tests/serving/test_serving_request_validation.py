@@ -16,8 +16,9 @@ from bad_requests import (
     proto_tensor,
 )
 from model_fixtures import draw_digit, encode
-from request_validation import InvalidInputError, parse_json_request, parse_proto_request
+from request_validation import InvalidInputError
 from seldon_core.proto import prediction_pb2
+from seldon_requests import parse_json_request, parse_proto_request
 
 JSON_ROWS = BAD_JSON_BODIES + LARGE_JSON_BODIES
 PROTO_ROWS = BAD_PROTO_MESSAGES + LARGE_PROTO_MESSAGES

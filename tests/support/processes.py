@@ -18,6 +18,7 @@ VENV = Path(os.environ.get("VENV", REPO / ".venv"))
 PYTHONPATHS = {
     "trainer": [REPO / "trainer"],
     "serving": [REPO / "serving", REPO / "trainer"],
+    "kserve": [REPO / "serving" / "kserve_predictor", REPO / "serving", REPO / "trainer"],
     "frontend": [REPO / "frontend"],
     "tools": [REPO / "scripts"],
 }
