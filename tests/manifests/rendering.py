@@ -13,8 +13,18 @@ REPO = Path(__file__).resolve().parents[2]
 # $VENV may be relative (the Makefile's default is .venv): relative to the repository.
 VENV = REPO / os.environ.get("VENV", ".venv")
 BASE = REPO / "base"
-OVERLAYS = sorted(p.parent for p in (REPO / "overlays").glob("*/kustomization.yaml"))
-# Every kustomization, keyed by its directory relative to the repository.
+COMPONENTS_DIR = REPO / "components"
+
+
+def uses_components(kustomization_dir: Path) -> bool:
+    """Whether a kustomization lists components: then it is a combination (tests/manifests/test_combinations.py)."""
+    return bool(yaml.safe_load((kustomization_dir / "kustomization.yaml").read_text()).get("components"))
+
+
+# The overlays that set only environment choices on base/ (cpu, gpu). Overlays that add components
+# change which objects there are (a TrainJob for the PyTorchJob, ...): test_combinations.py checks those.
+OVERLAYS = sorted(p.parent for p in (REPO / "overlays").glob("*/kustomization.yaml") if not uses_components(p.parent))
+# base/ and those overlays, keyed by directory relative to the repository.
 KUSTOMIZATIONS = {"base": BASE, **{f"overlays/{p.name}": p for p in OVERLAYS}}
 # Base image names, untagged: every overlay sets each of them with `images:`.
 IMAGE_NAMES = ("mnist-trainer", "mnist-serving", "mnist-frontend")
