@@ -332,3 +332,17 @@ def test_the_gpu_trainjob_overlay_differs_from_the_cpu_one_where_the_gpu_overlay
         f"{trainer}.resourcesPerNode.limits.nvidia.com/gpu",
         f"{pod}.tolerations",
     }
+
+
+def test_images_set_on_top_of_a_trainjob_overlay_reach_the_trainjob(tmp_path):
+    """`kustomize edit set image` in a kustomization over overlays/cpu-trainjob changes the TrainJob's image too."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(REPO / "overlays" / "cpu-trainjob", tmp_path)],
+                "images": [{"name": "registry.example.com/kubeflow-mnist/mnist-trainer", "newTag": "9.9.9-cpu"}],
+            }
+        )
+    )
+    trainjob = one(render(tmp_path), "TrainJob", "mnist-ddp")
+    assert trainjob["spec"]["trainer"]["image"] == "registry.example.com/kubeflow-mnist/mnist-trainer:9.9.9-cpu"
