@@ -10,10 +10,11 @@ readonly BUSYBOX=busybox:1.37
 
 usage() {
   cat <<'EOF'
-Usage: scripts/deploy.sh cpu|gpu [options]
+Usage: scripts/deploy.sh cpu|gpu|cpu-trainjob|gpu-trainjob [options]
 
 Apply overlays/cpu or overlays/gpu (kubectl apply -k), then wait until
-  1. the PyTorchJob mnist-ddp has Succeeded (it trains, then publishes the model on the PVC),
+  1. the PyTorchJob mnist-ddp has Succeeded (it trains, then publishes the model on the PVC);
+     with overlays/cpu-trainjob or gpu-trainjob (Kubeflow Trainer v2), the TrainJob mnist-ddp is Complete,
   2. the SeldonDeployment mnist-classifier is Available (it serves the published model),
   3. the Deployment mnist-frontend has rolled out.
 It stops with the job's logs if the job fails.
@@ -81,7 +82,7 @@ wrapper_kustomization() {
         echo "    newName: $REGISTRY/$base"
       fi
       if [[ -n $TAG && $base == mnist-trainer ]]; then
-        echo "    newTag: $TAG-$VARIANT"
+        echo "    newTag: $TAG-${VARIANT%%-*}"
       elif [[ -n $TAG ]]; then
         echo "    newTag: $TAG"
       fi
@@ -156,12 +157,26 @@ clear_checkpoint() {
     --pod-running-timeout=5m --overrides="$overrides"
 }
 
+# The training job of the overlay: a PyTorchJob (Training Operator v1, done when Succeeded) or, with
+# components/trainjob, a TrainJob (Kubeflow Trainer v2, done when Complete; both report Failed).
+set_job_kind() {
+  if kubectl kustomize "$REPO/$OVERLAY" | grep -q '^kind: TrainJob$'; then
+    JOB_KIND=trainjob JOB_DONE=Complete JOB_CRD=trainjobs.trainer.kubeflow.org
+    JOB_PODS="jobset.sigs.k8s.io/jobset-name=$JOB" FIRST_POD="job/$JOB-node-0"
+  fi
+}
+
 job_state() {
-  kubectl get "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} -o 'jsonpath={.status.conditions[-1:].type}' 2>/dev/null || true
+  kubectl get "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} -o 'jsonpath={.status.conditions[-1:].type}' 2>/dev/null || true
 }
 
 show_job_logs() {
   local role
+  if [[ $JOB_KIND == trainjob ]]; then
+    echo "--- logs of the node pods, last 40 lines ---" >&2
+    kubectl logs ${NS_FLAG:+"$NS_FLAG"} --tail=40 --prefix --selector "$JOB_PODS" >&2 || true
+    return
+  fi
   for role in master worker; do
     echo "--- logs of the $role pod(s), last 40 lines ---" >&2
     kubectl logs ${NS_FLAG:+"$NS_FLAG"} --tail=40 --prefix \
@@ -172,32 +187,32 @@ show_job_logs() {
 # Prints the `kubectl wait` a person would type; runs the same wait in 15 s slices instead, because
 # `kubectl wait --for=condition=Succeeded` alone would sit out the whole timeout on a failed job.
 wait_for_job() {
-  print_command kubectl wait --for=condition=Succeeded "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} "--timeout=$TIMEOUT"
+  print_command kubectl wait "--for=condition=$JOB_DONE" "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} "--timeout=$TIMEOUT"
   if [[ $DRY_RUN == 1 ]]; then
     return
   fi
   local seconds waited=0 state="" last=""
   seconds=$(duration_seconds "$TIMEOUT")
   while ((waited < seconds)); do
-    if kubectl wait --for=condition=Succeeded "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} --timeout=15s >/dev/null 2>&1; then
-      echo "# pytorchjob/$JOB Succeeded after about ${waited}s"
+    if kubectl wait "--for=condition=$JOB_DONE" "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} --timeout=15s >/dev/null 2>&1; then
+      echo "# $JOB_KIND/$JOB $JOB_DONE after about ${waited}s"
       return 0
     fi
     state=$(job_state)
     if [[ $state == Failed ]]; then
-      echo "deploy.sh: pytorchjob/$JOB Failed" >&2
-      kubectl describe "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} | tail -n 15 >&2 || true
+      echo "deploy.sh: $JOB_KIND/$JOB Failed" >&2
+      kubectl describe "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} | tail -n 15 >&2 || true
       show_job_logs
       exit 1
     fi
     if [[ $state != "$last" ]]; then
-      echo "# pytorchjob/$JOB: ${state:-not started yet} (${waited}s)"
+      echo "# $JOB_KIND/$JOB: ${state:-not started yet} (${waited}s)"
       last=$state
     fi
     waited=$((waited + 15))
   done
-  echo "deploy.sh: pytorchjob/$JOB did not succeed within $TIMEOUT (state: ${state:-unknown})" >&2
-  kubectl get pods ${NS_FLAG:+"$NS_FLAG"} --selector "training.kubeflow.org/job-name=$JOB" >&2 || true
+  echo "deploy.sh: $JOB_KIND/$JOB did not succeed within $TIMEOUT (state: ${state:-unknown})" >&2
+  kubectl get pods ${NS_FLAG:+"$NS_FLAG"} --selector "$JOB_PODS" >&2 || true
   show_job_logs
   exit 1
 }
@@ -230,6 +245,11 @@ TIMEOUT=30m
 DRY_RUN=0
 WRAPPER_DIR=""
 IMAGE_REFS=""
+JOB_KIND=pytorchjob
+JOB_DONE=Succeeded
+JOB_CRD=pytorchjobs.kubeflow.org
+JOB_PODS="training.kubeflow.org/job-name=$JOB"
+FIRST_POD="$JOB-master-0"
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -248,11 +268,11 @@ while [[ $# -gt 0 ]]; do
       esac
       shift
       ;;
-    cpu | gpu)
+    cpu | gpu | cpu-trainjob | gpu-trainjob)
       [[ -z $VARIANT ]] || die "only one overlay, got $VARIANT and $1"
       VARIANT=$1
       ;;
-    *) die "unknown argument '$1' (expected cpu or gpu; --help lists the options)" ;;
+    *) die "unknown argument '$1' (expected cpu, gpu, cpu-trainjob or gpu-trainjob; --help lists the options)" ;;
   esac
   shift
 done
@@ -260,6 +280,7 @@ done
 [[ -n $VARIANT ]] || die "which overlay? expected cpu or gpu (--help lists the options)"
 OVERLAY="overlays/$VARIANT"
 [[ -f $REPO/$OVERLAY/kustomization.yaml ]] || die "$REPO/$OVERLAY/kustomization.yaml not found"
+set_job_kind
 [[ $TIMEOUT =~ ^[1-9][0-9]*[smh]$ ]] || die "--timeout '$TIMEOUT': expected a number and s, m or h, e.g. 30m"
 case $ACCESS_MODE in
   '' | ReadWriteMany | ReadWriteOnce) ;;
@@ -280,19 +301,19 @@ cd "$REPO"
 
 if [[ $DRY_RUN == 0 ]]; then
   command -v kubectl >/dev/null 2>&1 || die "kubectl is not installed"
-  kubectl get crd pytorchjobs.kubeflow.org seldondeployments.machinelearning.seldon.io >/dev/null ||
-    die "the Training Operator or Seldon Core is not installed: run scripts/setup-cluster.sh first"
+  kubectl get crd "$JOB_CRD" seldondeployments.machinelearning.seldon.io >/dev/null ||
+    die "the $JOB_CRD CRD (Training Operator or Kubeflow Trainer v2) or Seldon Core is not installed: see docs/01"
   if [[ -n $NAMESPACE ]]; then
     kubectl get namespace "$NAMESPACE" >/dev/null || die "namespace $NAMESPACE does not exist"
   fi
 fi
 
 if [[ $RETRAIN == 1 ]]; then
-  run kubectl delete "pytorchjob/$JOB" ${NS_FLAG:+"$NS_FLAG"} --ignore-not-found --wait=true
+  run kubectl delete "$JOB_KIND/$JOB" ${NS_FLAG:+"$NS_FLAG"} --ignore-not-found --wait=true
   clear_checkpoint
 fi
 apply_manifests
-echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }$JOB-master-0"
+echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }$FIRST_POD"
 wait_for_job
 run kubectl wait --for=jsonpath='{.status.state}'=Available "seldondeployment/$SDEP" ${NS_FLAG:+"$NS_FLAG"} --timeout=10m
 run kubectl rollout status "deployment/$FRONTEND" ${NS_FLAG:+"$NS_FLAG"} --timeout=5m

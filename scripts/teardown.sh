@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/teardown.sh cpu|gpu [options]
+Usage: scripts/teardown.sh cpu|gpu|cpu-trainjob|gpu-trainjob [options]
 
 Delete what `kubectl apply -k overlays/<cpu|gpu>` created: the PyTorchJob mnist-ddp,
 the SeldonDeployment mnist-classifier, the frontend, and, unless --keep-pvc is given,
@@ -121,11 +121,11 @@ while [[ $# -gt 0 ]]; do
       esac
       shift
       ;;
-    cpu | gpu)
+    cpu | gpu | cpu-trainjob | gpu-trainjob)
       [[ -z $VARIANT ]] || die "only one overlay, got $VARIANT and $1"
       VARIANT=$1
       ;;
-    *) die "unknown argument '$1' (expected cpu or gpu; --help lists the options)" ;;
+    *) die "unknown argument '$1' (expected cpu, gpu, cpu-trainjob or gpu-trainjob; --help lists the options)" ;;
   esac
   shift
 done
