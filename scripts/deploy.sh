@@ -162,7 +162,7 @@ clear_checkpoint() {
 set_job_kind() {
   if kubectl kustomize "$REPO/$OVERLAY" | grep -q '^kind: TrainJob$'; then
     JOB_KIND=trainjob JOB_DONE=Complete JOB_CRD=trainjobs.trainer.kubeflow.org
-    JOB_PODS="jobset.sigs.k8s.io/jobset-name=$JOB" FIRST_POD="job/$JOB-node-0"
+    JOB_PODS="jobset.sigs.k8s.io/jobset-name=$JOB" FIRST_POD="-l $JOB_PODS,batch.kubernetes.io/job-completion-index=0"
   fi
 }
 

@@ -11,7 +11,8 @@ def test_dry_run_applies_the_overlay_and_waits_for_the_trainjob(scripts, variant
     result = scripts.run("deploy.sh", variant, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.commands[:2] == [f"kubectl apply -k overlays/{variant}", TRAINJOB_WAIT]
-    assert "# training: kubectl logs -f job/mnist-ddp-node-0" in result.stdout
+    node0 = "-l jobset.sigs.k8s.io/jobset-name=mnist-ddp,batch.kubernetes.io/job-completion-index=0"
+    assert f"# training: kubectl logs -f {node0}" in result.stdout
     assert result.calls == []
 
 
