@@ -24,8 +24,6 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "gloo", "nccl")
-# What Kubeflow Trainer v2's torch plugin injects for torchrun (pkg/constants, v2.3.0).
-TRAINER_V2_VARIABLES = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 
 
 @dataclass(frozen=True)
