@@ -16,6 +16,7 @@ from trainer_runs import TIMEOUT, debug_dumps, files_under, python_module, run, 
 
 from mnist_ddp import model_store
 from mnist_ddp.checkpoint import load_checkpoint
+from mnist_ddp.distributed import ddp_setup
 from mnist_ddp.model import build_model
 
 pytestmark = pytest.mark.slow
@@ -243,3 +244,19 @@ def test_a_trainjob_node_started_without_torchrun_refuses_to_train_alone(tmp_pat
     assert "PET_NNODES=2 is set" in proc.stdout and "command: [torchrun, --module, mnist_ddp]" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("nodes", "refused"), [("2", True), ("1", False), ("", False)])
+def test_only_a_multi_node_trainjob_without_torchrun_is_refused(monkeypatch, nodes, refused):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PET_NNODES", nodes)
+    threads = torch.get_num_threads()
+    try:
+        if refused:
+            with pytest.raises(ValueError, match="must start the trainer through torchrun"):
+                ddp_setup("gloo")
+        else:
+            assert ddp_setup("gloo").world_size == 1
+    finally:
+        torch.set_num_threads(threads)
