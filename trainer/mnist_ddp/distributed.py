@@ -1,8 +1,12 @@
-"""Process-group setup for the three launch modes, backend choice and CPU thread count.
+"""Process-group setup for the four launch modes, backend choice and CPU thread count.
 
 Launch modes, told apart by the environment:
-- under torchrun: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT set by torchrun
-  (which itself reads the PET_* variables the Training Operator injects);
+- under torchrun: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT set by torchrun;
+- a Kubeflow Trainer v2 TrainJob (torch runtime): the torch plugin injects PET_NNODES,
+  PET_NPROC_PER_NODE, PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT into every node's pod and
+  starts nothing itself; the TrainJob's command is `torchrun --module mnist_ddp`, and torchrun reads
+  the PET_* variables as its --nnodes, --nproc-per-node, --node-rank, --master-addr and --master-port,
+  so the trainer sees the torchrun mode above;
 - a plain process in a PyTorchJob Master/Worker pod: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK
   injected by the operator, one process per pod (LOCAL_RANK defaults to 0);
 - single process: none of them set, no process group at all.
@@ -102,9 +106,26 @@ def cpu_threads(local_world_size: int = 1) -> tuple[int, str]:
     return max(1, cpus // max(1, local_world_size)), f"{cpus} CPUs / {local_world_size} local process(es)"
 
 
+def check_not_bypassing_torchrun(launched: bool) -> None:
+    """Refuse to train alone on one node of a multi-node TrainJob whose command is not torchrun.
+
+    Without torchrun nothing turns the PET_* variables into RANK and WORLD_SIZE: each node would
+    train as a single process and publish its own model to the shared volume.
+    """
+    nodes = os.environ.get("PET_NNODES", "")
+    if launched or nodes in ("", "1"):
+        return
+    raise ValueError(
+        f"PET_NNODES={nodes} is set (a Kubeflow Trainer TrainJob) but RANK and WORLD_SIZE are not: "
+        "the TrainJob's command must start the trainer through torchrun, "
+        "e.g. command: [torchrun, --module, mnist_ddp]"
+    )
+
+
 def ddp_setup(backend: str = "auto") -> DistContext:
     """Join the process group if the launcher asked for one; pick the device from LOCAL_RANK."""
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    check_not_bypassing_torchrun(launched)
     rank = _env_int("RANK", 0)
     world_size = _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
