@@ -360,7 +360,8 @@ apply_manifests
 if [[ $JOB_KIND == pytorchjob ]]; then
   echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }$JOB-master-0"
 else
-  echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }--selector $JOB_PODS --prefix"
+  # Node 0's pod (completion index 0), the rank that logs and publishes.
+  echo "# training: kubectl logs -f ${NS_FLAG:+$NS_FLAG }-l $JOB_PODS,batch.kubernetes.io/job-completion-index=0"
 fi
 wait_for_job
 if [[ $SERVER_KIND == seldondeployment ]]; then

@@ -35,18 +35,17 @@ run() {
 }
 
 # Set OVERLAY_ABS (absolute) and OVERLAY (as printed: relative to $REPO when inside it) from the
-# argument naming an overlay: cpu or gpu (overlays/cpu, overlays/gpu) or a kustomization directory.
+# argument naming an overlay: a folder name of overlays/ (cpu, gpu, cpu-trainjob, ...) or a kustomization directory.
 # shellcheck disable=SC2034 # OVERLAY and OVERLAY_ABS are for the scripts that source this file.
 resolve_overlay() {
   local arg=$1
-  case $arg in
-    cpu | gpu) OVERLAY_ABS="$REPO/overlays/$arg" ;;
-    *)
-      [[ -f $arg/kustomization.yaml || -f $arg/kustomization.yml || -f $arg/Kustomization ]] ||
-        die "unknown argument '$arg' (expected cpu, gpu or a directory with a kustomization.yaml; --help lists the options)"
-      OVERLAY_ABS=$(cd "$arg" && pwd -P)
-      ;;
-  esac
+  # A bare name is one of the repository's overlays (cpu, gpu, cpu-trainjob, gpu-kserve, ...).
+  if [[ $arg != */* && -f $REPO/overlays/$arg/kustomization.yaml ]]; then
+    arg="$REPO/overlays/$arg"
+  fi
+  [[ -f $arg/kustomization.yaml || -f $arg/kustomization.yml || -f $arg/Kustomization ]] ||
+    die "unknown argument '$1' (expected cpu, gpu, another folder of overlays/ or a directory with a kustomization.yaml; --help lists the options)"
+  OVERLAY_ABS=$(cd "$arg" && pwd -P)
   [[ -f $OVERLAY_ABS/kustomization.yaml ]] || [[ -f $OVERLAY_ABS/kustomization.yml ]] ||
     [[ -f $OVERLAY_ABS/Kustomization ]] || die "$OVERLAY_ABS/kustomization.yaml not found"
   case $OVERLAY_ABS in
