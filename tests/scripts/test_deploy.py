@@ -114,7 +114,7 @@ def test_a_failed_job_stops_the_deploy_with_its_state(scripts):
     ("args", "message"),
     [
         ((), "which overlay? expected cpu, gpu or an overlay directory"),
-        (("tpu",), "unknown argument 'tpu' (expected cpu, gpu, another folder of overlays/ or a directory with a kustomization.yaml"),
+        (("tpu",), "unknown argument 'tpu' (expected cpu, gpu, another folder of overlays/ or a directory with a"),
         (("cpu", "--bogus"), "unknown option '--bogus'"),
         (("cpu", "gpu"), "only one overlay"),
         (("cpu", "--pvc-access-mode", "ReadOnlyMany"), "expected ReadWriteMany or ReadWriteOnce"),
