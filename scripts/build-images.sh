@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Step 02 of the tutorial: build the trainer (CPU and GPU), serving and frontend images, optionally push or load into kind.
+# Step 02 of the tutorial: build every image (trainer CPU and GPU, Seldon and KServe servers, frontend, pipeline steps, TensorBoard), optionally push or load into kind.
 set -euo pipefail
 
 # Where trainer/Dockerfile installs torch from (its build argument TORCH_INDEX): CPU wheels, or CUDA ones.
@@ -15,6 +15,9 @@ Build the tutorial's images from the repository root with docker or podman:
   REGISTRY/mnist-trainer:TAG-gpu    trainer/Dockerfile, TORCH_INDEX=https://download.pytorch.org/whl/cu130 (large)
   REGISTRY/mnist-serving:TAG        serving/Dockerfile
   REGISTRY/mnist-frontend:TAG       frontend/Dockerfile
+  REGISTRY/mnist-kserve:TAG         serving/kserve_predictor/Dockerfile
+  REGISTRY/mnist-pipelines:TAG      pipelines/Dockerfile
+  REGISTRY/mnist-tensorboard:TAG    tensorboard/Dockerfile
 then push them (--push) or load them into a kind cluster (--kind-load).
 
 Options:
@@ -166,7 +169,12 @@ for variant in "${VARIANTS[@]}"; do
 done
 build "$REGISTRY/mnist-serving:$TAG" serving/Dockerfile
 build "$REGISTRY/mnist-frontend:$TAG" frontend/Dockerfile
-IMAGES+=("$REGISTRY/mnist-serving:$TAG" "$REGISTRY/mnist-frontend:$TAG")
+# The KServe predictor (overlays/*-kserve), the pipeline steps (pipelines/) and TensorBoard (components/tensorboard).
+build "$REGISTRY/mnist-kserve:$TAG" serving/kserve_predictor/Dockerfile
+build "$REGISTRY/mnist-pipelines:$TAG" pipelines/Dockerfile
+build "$REGISTRY/mnist-tensorboard:$TAG" tensorboard/Dockerfile
+IMAGES+=("$REGISTRY/mnist-serving:$TAG" "$REGISTRY/mnist-frontend:$TAG" "$REGISTRY/mnist-kserve:$TAG")
+IMAGES+=("$REGISTRY/mnist-pipelines:$TAG" "$REGISTRY/mnist-tensorboard:$TAG")
 
 for image in "${IMAGES[@]}"; do
   if [[ $PUSH == 1 ]]; then

@@ -13,7 +13,7 @@ def test_help(scripts):
     assert result.calls == []
 
 
-def test_dry_run_builds_four_images_from_the_repository_root(scripts):
+def test_dry_run_builds_every_image_from_the_repository_root(scripts):
     result = scripts.run("build-images.sh", "--registry", "ghcr.io/you/", "--tag", "0.2.0", "--dry-run")
     assert result.returncode == 0, result.stderr
     builds = [c for c in result.commands if " build " in c]
@@ -22,6 +22,9 @@ def test_dry_run_builds_four_images_from_the_repository_root(scripts):
         "ghcr.io/you/mnist-trainer:0.2.0-gpu",
         "ghcr.io/you/mnist-serving:0.2.0",
         "ghcr.io/you/mnist-frontend:0.2.0",
+        "ghcr.io/you/mnist-kserve:0.2.0",
+        "ghcr.io/you/mnist-pipelines:0.2.0",
+        "ghcr.io/you/mnist-tensorboard:0.2.0",
     ]
     assert all(b.startswith("docker build --file ") and b.endswith(" .") for b in builds)
     assert "--file trainer/Dockerfile" in builds[0] and "--file trainer/Dockerfile" in builds[1]
@@ -29,6 +32,9 @@ def test_dry_run_builds_four_images_from_the_repository_root(scripts):
     assert "--build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130" in builds[1]
     assert "--file serving/Dockerfile" in builds[2]
     assert "--file frontend/Dockerfile" in builds[3]
+    assert "--file serving/kserve_predictor/Dockerfile" in builds[4]
+    assert "--file pipelines/Dockerfile" in builds[5]
+    assert "--file tensorboard/Dockerfile" in builds[6]
     assert not any(" push " in c for c in result.commands)
     assert result.calls == []
 
@@ -45,6 +51,9 @@ def test_push_with_podman_and_a_platform(scripts):
         "podman push quay.io/me/mnist-trainer:t1-gpu",
         "podman push quay.io/me/mnist-serving:t1",
         "podman push quay.io/me/mnist-frontend:t1",
+        "podman push quay.io/me/mnist-kserve:t1",
+        "podman push quay.io/me/mnist-pipelines:t1",
+        "podman push quay.io/me/mnist-tensorboard:t1",
     ]
 
 
@@ -55,6 +64,9 @@ def test_kind_load_after_build(scripts):
         "kind load docker-image localhost/mnist-trainer:dev-cpu --name mnist",
         "kind load docker-image localhost/mnist-serving:dev --name mnist",
         "kind load docker-image localhost/mnist-frontend:dev --name mnist",
+        "kind load docker-image localhost/mnist-kserve:dev --name mnist",
+        "kind load docker-image localhost/mnist-pipelines:dev --name mnist",
+        "kind load docker-image localhost/mnist-tensorboard:dev --name mnist",
     ]
 
 
@@ -78,7 +90,7 @@ def test_real_run_executes_exactly_what_it_prints(scripts):
     result = scripts.run("build-images.sh", "--registry", "r.example/x", "--tag", "9", "--push", "--kind-load", "k")
     assert result.returncode == 0, result.stderr
     assert result.calls == result.commands
-    assert len(result.calls) == 4 + 4 + 4
+    assert len(result.calls) == 7 + 7 + 7
 
 
 @pytest.mark.parametrize(
@@ -128,7 +140,7 @@ def test_a_failed_kind_load_falls_back_to_a_single_platform_archive(scripts):
         f"docker image save --platform linux/arm64 --output {archive} localhost/mnist-trainer:dev-cpu",
         f"kind load image-archive {archive} --name mnist",
     ]
-    assert len([c for c in loads if c.startswith("kind load image-archive")]) == 3
+    assert len([c for c in loads if c.startswith("kind load image-archive")]) == 6
     printed = [c for c in result.commands if c.startswith(("kind", "docker image save"))]
     assert printed == [c for c in loads if not c.startswith("rm")], "it runs what it prints"
 
