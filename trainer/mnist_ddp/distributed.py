@@ -12,9 +12,11 @@ Launch modes, told apart by the environment:
 - single process: none of them set, no process group at all.
 """
 
+import ipaddress
 import logging
 import math
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +124,43 @@ def check_not_bypassing_torchrun(launched: bool) -> None:
     )
 
 
+# Rank 0's listening socket for a loopback rendezvous store: kept open for the life of the process.
+_store_socket: socket.socket | None = None
+
+
+def loopback_store(rank: int, world_size: int) -> dist.Store | None:
+    """Rank 0's rendezvous store, listening on MASTER_ADDR alone when that is a loopback address.
+
+    torch's TCPStore listens on every interface, whatever MASTER_ADDR says, and has no setting for its
+    address; the local demo (MASTER_ADDR=127.0.0.1) must not expose the port beyond this machine. So rank 0
+    binds the socket itself and hands it over. In a cluster MASTER_ADDR is a Service name: None, as before.
+    Other ranks, and torchrun (whose agent owns the store), are left to torch.
+    """
+    global _store_socket
+    try:
+        address = ipaddress.ip_address(os.environ["MASTER_ADDR"])
+    except ValueError:
+        return None
+    if rank != 0 or not address.is_loopback or "TORCHELASTIC_RUN_ID" in os.environ:
+        return None
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((str(address), int(os.environ["MASTER_PORT"])))
+    sock.listen(max(world_size, 16))
+    _store_socket = sock
+    store = dist.TCPStore(
+        str(address),
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=True,
+        timeout=dist.default_pg_timeout,
+        master_listen_fd=sock.fileno(),
+    )
+    # The other ranks join through env://, whose store init_process_group prefixes with "default_pg".
+    return dist.PrefixStore("default_pg", store)
+
+
 def ddp_setup(backend: str = "auto") -> DistContext:
     """Join the process group if the launcher asked for one; pick the device from LOCAL_RANK."""
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
@@ -144,7 +183,8 @@ def ddp_setup(backend: str = "auto") -> DistContext:
         for name in ("MASTER_ADDR", "MASTER_PORT"):
             if not os.environ.get(name):
                 raise ValueError(f"RANK and WORLD_SIZE are set but {name} is not: set it or launch with torchrun")
-        dist.init_process_group(backend=resolved, rank=rank, world_size=world_size)
+        store = loopback_store(rank, world_size)
+        dist.init_process_group(backend=resolved, rank=rank, world_size=world_size, store=store)
     ctx = DistContext(rank, local_rank, world_size, local_world_size, resolved, device)
     log.info(
         "rank %d/%d (local rank %d), backend %s, device %s, %d CPU threads (%s)",
