@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from gpus import gpu_env
 from support.processes import REPO, free_port, venv_bin
-from trainer_runs import TIMEOUT, debug_dumps, python_module, run, torchrun, trainer_args, trainer_env
+from trainer_runs import TIMEOUT, debug_dumps, finish_all, python_module, run, torchrun, trainer_args, trainer_env
 
 from mnist_ddp import model_store
 
@@ -121,15 +121,7 @@ def test_the_gpu_overlays_trainer_command_and_env_run_for_real(tmp_path, mnist_d
         procs.append(
             subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
         )
-    try:
-        outputs = [proc.communicate(timeout=4 * TIMEOUT)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-4000:]
+    outputs = finish_all(procs, timeout=4 * TIMEOUT)
     assert "backend nccl, device cuda:0, 1 CPU threads (OMP_NUM_THREADS)" in outputs[0]
     metadata = published_metadata(pvc / "models" / "mnist")
     assert (metadata["world_size"], metadata["backend"], metadata["device_type"]) == (len(replicas), "nccl", "cuda")

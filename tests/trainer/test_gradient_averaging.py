@@ -10,7 +10,7 @@ import pytest
 import torch
 from gpus import gpu_env
 from support.processes import REPO, free_port, venv_bin
-from trainer_runs import TIMEOUT, trainer_env
+from trainer_runs import TIMEOUT, finish_all, trainer_env
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +38,7 @@ def step_on_two_ranks(out, envs: list[dict[str, str]], *extra: str) -> list[dict
         )
         for rank, env in enumerate(envs)
     ]
-    try:
-        outputs = [proc.communicate(timeout=TIMEOUT)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-3000:]
+    finish_all(procs)
     return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
 
 

@@ -12,7 +12,17 @@ import pytest
 import torch
 from support.processes import free_port, venv_bin
 from test_resume import process_tree
-from trainer_runs import TIMEOUT, debug_dumps, files_under, python_module, run, torchrun, trainer_args, trainer_env
+from trainer_runs import (
+    TIMEOUT,
+    debug_dumps,
+    files_under,
+    finish_all,
+    python_module,
+    run,
+    torchrun,
+    trainer_args,
+    trainer_env,
+)
 
 from mnist_ddp import model_store
 from mnist_ddp.checkpoint import load_checkpoint
@@ -95,11 +105,7 @@ def test_plain_processes_with_the_operators_variables(tmp_path, mnist_dir):
                 [*python_module(umask), *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             )
         )
-    outputs = []
-    for proc in procs:
-        outputs.append(proc.communicate(timeout=TIMEOUT)[0])
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-4000:]
+    outputs = finish_all(procs)
     assert_published(out, world_size=2, backend="gloo")
     assert_loss_falls(out)
     assert_two_ranks_agree(out)

@@ -71,6 +71,23 @@ def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return proc
 
 
+def finish_all(procs: list[subprocess.Popen], timeout: float = TIMEOUT) -> list[str]:
+    """Wait for every process and return their outputs; fail with the output of any that did not exit 0.
+
+    A process still running when waiting fails (a timeout) is killed, so no rank outlives the test.
+    """
+    try:
+        outputs = [proc.communicate(timeout=timeout)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-4000:]
+    return outputs
+
+
 def debug_dumps(out: Path) -> dict[int, dict]:
     """The --debug-dump files, by rank."""
     return {int(p.stem[4:]): json.loads(p.read_text()) for p in sorted((out / "debug").glob("rank*.json"))}
