@@ -266,11 +266,10 @@ class ControlPlane:
 
     def _start_training_operator(self, binary: Path, ports: Ports, deadline: float) -> None:
         self._register_training_operator_webhook(ports)
-        self.table.start(
+        self.start_controller(
             "training-operator",
             [
                 str(binary),
-                f"--kubeconfig={self.kubeconfig}",
                 "--enable-scheme=pytorchjob",
                 f"--webhook-server-port={ports.operator_webhook}",
                 f"--metrics-bind-address=127.0.0.1:{ports.operator_metrics}",
@@ -278,10 +277,10 @@ class ControlPlane:
                 f"--pytorch-init-container-template-file={INIT_CONTAINER_TEMPLATE}",
                 "--zap-log-level=info",
             ],
-            # TMPDIR=/tmp: controller-runtime's webhook server reads its certificates under os.TempDir().
-            env={"MY_POD_NAMESPACE": OPERATOR_NAMESPACE, "TMPDIR": "/tmp"},
+            ports.operator_probes,
+            deadline,
+            env={"MY_POD_NAMESPACE": OPERATOR_NAMESPACE},
         )
-        self._wait("training-operator", f"http://127.0.0.1:{ports.operator_probes}/readyz", deadline, tls=False)
 
     # --- what the operators' installs would create -------------------------------------------------
     def _install_crds(self, deadline: float) -> None:
