@@ -58,9 +58,11 @@ venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local enviro
 NO_MNIST_SAMPLE = no MNIST sample in $(MNIST_DIR): the trainer downloads the full MNIST (11 MB, a log line per quarter of each file) \
   and trains on 60,000 digits instead of 5,000, about 4 to 7 minutes on 2 cores instead of 1 (MNIST_DIR=DIR uses the IDX files in DIR)
 .PHONY: demo
-demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/tools/.installed ## Run the whole stack locally from the rendered overlays/cpu manifests.
+OVERLAY ?= overlays/cpu
+DEMO_ENVS := trainer serving kserve frontend tensorboard tools
+demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## Run $(OVERLAY) on a local control plane with the real operators and a local node (OVERLAY=overlays/cpu-kserve, ...).
 	@test -d "$(MNIST_DIR)" || echo "make: $(NO_MNIST_SAMPLE)"
-	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
+	$(VENV)/tools/bin/python -m local_cluster demo --overlay $(OVERLAY)
 
 .PHONY: test
 test: test-manifests test-trainer test-serving test-kserve test-frontend test-scripts test-demo test-pipelines test-tensorboard test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).

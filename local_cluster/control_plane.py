@@ -29,6 +29,7 @@ from local_cluster.versions import load_versions
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "kubeflow"
 SERVICE_CIDR = "10.96.0.0/16"
+KEEPER = REPO / "local_cluster" / "node" / "keeper.py"
 INIT_CONTAINER_TEMPLATE = REPO / "operators" / "training-operator" / "init-container.yaml"
 # The one webhook of the Training Operator that matters here (it runs only its PyTorchJob controller).
 TRAINING_OPERATOR_WEBHOOK = "validator.training-operator.kubeflow.org"
@@ -79,12 +80,24 @@ class Ports:
 class ControlPlane:
     """The processes of one local control plane, their state kept in `state_dir`."""
 
-    def __init__(self, state_dir: Path, crds_dir: Path, log=print):
+    def __init__(
+        self,
+        state_dir: Path,
+        crds_dir: Path,
+        log=print,
+        *,
+        kubeconfig: Path | None = None,
+        tied_to_caller: bool = False,
+        trainer_v2: bool = True,
+    ):
+        """`tied_to_caller`: the processes stop when this Python process dies (the demo); `trainer_v2`: start
+        Trainer v2 and JobSet too (the Training Operator always runs)."""
         self.state_dir = state_dir.resolve()
         self.crds_dir = crds_dir
         self.log = log
-        self.table = ProcessTable(self.state_dir)
-        self.kubeconfig = self.state_dir / "kubeconfig"
+        self.table = ProcessTable(self.state_dir, keeper=KEEPER if tied_to_caller else None)
+        self.kubeconfig = (kubeconfig or self.state_dir / "kubeconfig").resolve()
+        self.with_trainer_v2 = trainer_v2
         self.pki = pki.ensure_pki(build.cache_dir() / "pki")
         self.ports_file = self.state_dir / "ports.json"
 
@@ -109,8 +122,9 @@ class ControlPlane:
             self._start_controller_manager(binaries["kube-controller-manager"], ports, deadline)
             self._mount_webhook_certs()
             self._start_training_operator(binaries["training-operator"], ports, deadline)
-            trainer_v2.start_jobset(self, binaries["jobset"], ports, deadline)
-            trainer_v2.start_trainer(self, binaries["trainer-controller-manager"], ports, deadline)
+            if self.with_trainer_v2:
+                trainer_v2.start_jobset(self, binaries["jobset"], ports, deadline)
+                trainer_v2.start_trainer(self, binaries["trainer-controller-manager"], ports, deadline)
             self._wait_for_default_service_account(deadline)
         except ClusterError:
             self.down(quiet=True)

@@ -1,4 +1,4 @@
-"""Helpers for the local runner's tests: temporary kustomize overlays on top of overlays/cpu, the CLI."""
+"""Helpers for the demo's tests: temporary kustomize overlays on top of overlays/cpu, the demo's command line."""
 
 import json
 import os
@@ -12,10 +12,19 @@ from pathlib import Path
 import yaml
 from support.processes import REPO
 
-RUN_LOCAL = REPO / "scripts" / "run_local.py"
+DEMO = [sys.executable, "-m", "local_cluster", "demo"]
 CPU_OVERLAY = REPO / "overlays" / "cpu"
-# The runner's settings from the environment must not leak from the shell into a test.
-RUNNER_ENV = ("MNIST_DIR", "DEMO_DIR", "FRONTEND_PORT", "MODEL_PORT", "DEMO_BIND_ADDRESS", "RETRAIN")
+# The demo's settings from the environment must not leak from the shell into a test.
+RUNNER_ENV = (
+    "MNIST_DIR",
+    "DEMO_DIR",
+    "FRONTEND_PORT",
+    "MODEL_PORT",
+    "DEMO_BIND_ADDRESS",
+    "RETRAIN",
+    "OVERLAY",
+    "DEMO_BACKOFF_SECONDS",
+)
 
 
 def write_overlay(folder: Path, patches: list[dict]) -> Path:
@@ -45,13 +54,14 @@ def trainer_args_patch(*extra: str) -> dict:
 
 
 def runner_env() -> dict[str, str]:
+    """The environment without the demo's settings; CRDS_DIR stays (the demo installs those CRDs)."""
     return {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}
 
 
 def run_local(*args, timeout: float) -> subprocess.CompletedProcess:
-    """Run scripts/run_local.py with `args` to completion; output is stdout and stderr together."""
+    """Run the demo with `args` to completion; output is stdout and stderr together."""
     return subprocess.run(
-        [sys.executable, str(RUN_LOCAL), *map(str, args)],
+        [*DEMO, *map(str, args)],
         cwd=REPO,
         env=runner_env(),
         stdout=subprocess.PIPE,
@@ -68,11 +78,11 @@ def port_open(port: int) -> bool:
 
 
 class Runner:
-    """scripts/run_local.py in the background, its output collected line by line."""
+    """The demo in the background, its output collected line by line."""
 
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [sys.executable, str(RUN_LOCAL), *map(str, args)],
+            [*DEMO, *map(str, args)],
             cwd=REPO,
             env=runner_env(),
             stdout=subprocess.PIPE,
@@ -101,3 +111,27 @@ class Runner:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def kubectl(demo_dir: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """kubectl against the demo's cluster (its kubeconfig is `<demo_dir>/kubeconfig`)."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl"), f"--kubeconfig={demo_dir / 'kubeconfig'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def pod(demo_dir: Path, name: str) -> dict:
+    """The pod object as the API server has it."""
+    return json.loads(kubectl(demo_dir, "get", "pod", name, "-o", "json").stdout)
+
+
+def container_pid(demo_dir: Path, pod_name: str) -> int:
+    """The pid of the program of the pod's first container (the node reports its keeper as containerID)."""
+    status = pod(demo_dir, pod_name)["status"]["containerStatuses"][0]
+    keeper = int(status["containerID"].removeprefix("local://"))
+    children = [int(p) for p in Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()]
+    return children[0]
