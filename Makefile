@@ -38,6 +38,7 @@ REQS_kserve := serving/kserve_predictor/requirements.txt tests/requirements.txt
 REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirements-browser.txt
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
+REQS_sdk := scripts/requirements-sdk.txt
 REQS_pipelines := pipelines/requirements.txt tests/requirements-pipelines.txt
 REQS_tensorboard := tensorboard/requirements.txt tests/requirements.txt
 
@@ -47,10 +48,11 @@ $(VENV)/kserve/.installed: $(REQS_kserve)
 $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
+$(VENV)/sdk/.installed: $(REQS_sdk)
 $(VENV)/pipelines/.installed: $(REQS_pipelines)
 $(VENV)/tensorboard/.installed: $(REQS_tensorboard)
 
-ENVS := trainer serving kserve frontend tools checkov pipelines tensorboard
+ENVS := trainer serving kserve frontend tools checkov pipelines tensorboard sdk
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 
@@ -91,7 +93,7 @@ test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/kserve
 test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
 
-test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator.
+test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/sdk/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator, the Kubeflow SDK.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
 
 test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
