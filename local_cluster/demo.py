@@ -40,6 +40,9 @@ BIND_ADDRESSES = ("127.0.0.1", "0.0.0.0")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 MNIST_FILES = ("-ubyte", "-ubyte.gz")
 TRAINING_KINDS = ("PyTorchJob", "TrainJob")
+# Served next to the overlay's workloads, over the trainer's event files on the claim.
+TENSORBOARD_COMPONENT = REPO / "components" / "tensorboard"
+TENSORBOARD = "mnist-tensorboard"
 # A container that cannot be configured (a path under no mount, a Service that never appears) stays so.
 CONFIG_ERROR_GRACE_S = 10.0
 POLL_S = 0.5
@@ -55,6 +58,7 @@ class Settings:
     mnist_dir: Path | None = None
     frontend_port: int = 8080
     model_port: int = 9000
+    tensorboard_port: int = 6006
     retrain: bool = False
     exit_when_ready: bool = False
     ready_timeout: float = 300.0
@@ -226,6 +230,31 @@ def predict_through_frontend(port: int, where: str, timeout: float = 30.0) -> di
     return answer
 
 
+def with_tensorboard(overlay: Path, folder: Path) -> Path:
+    """A kustomization in `folder`: the overlay plus components/tensorboard, as a user would add it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(overlay.resolve(), folder)],
+        "components": [os.path.relpath(TENSORBOARD_COMPONENT, folder)],
+    }
+    (folder / "kustomization.yaml").write_text(json.dumps(kustomization, indent=1))
+    return folder
+
+
+def render(settings: Settings, console: Console) -> Rendering:
+    """The overlay's objects, with TensorBoard added unless the overlay has it already."""
+    console.say(f"rendering {settings.overlay} with kubectl kustomize")
+    rendering = Rendering.from_yaml(render_overlay(settings.overlay))
+    if rendering.get("Deployment", TENSORBOARD) is None:
+        console.say(f"adding {TENSORBOARD_COMPONENT.relative_to(REPO)} (TensorBoard over the trainer's event files)")
+        rendering = Rendering.from_yaml(
+            render_overlay(with_tensorboard(settings.overlay, settings.demo_dir / "overlay"))
+        )
+    return rendering
+
+
 def port_owner(port: int) -> str | None:
     """Which process listens on TCP `port`, as "pid N (command)", from /proc (Linux); None if unknown."""
     inodes = set()
@@ -250,7 +279,11 @@ def port_owner(port: int) -> str | None:
 def ports_in_use(settings: Settings, console: Console) -> bool:
     """Say which of FRONTEND_PORT and MODEL_PORT is taken, and by whom."""
     busy = False
-    for port, what in ((settings.frontend_port, "FRONTEND_PORT"), (settings.model_port, "MODEL_PORT")):
+    for port, what in (
+        (settings.frontend_port, "FRONTEND_PORT"),
+        (settings.model_port, "MODEL_PORT"),
+        (settings.tensorboard_port, "TENSORBOARD_PORT"),
+    ):
         if not port_is_free(port):
             owner = port_owner(port)
             console.say(
@@ -295,6 +328,7 @@ def node_process(settings: Settings, kubeconfig: Path) -> NodeProcess:
         f"--publish=frontend={settings.frontend_port}",
         f"--publish=serving={settings.model_port}",
         f"--publish=kserve={settings.model_port}",
+        f"--publish=tensorboard={settings.tensorboard_port}",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     return NodeProcess(argv, env, REPO)
@@ -428,8 +462,7 @@ def run(settings: Settings, console: Console) -> int:
             )
         if ports_in_use(settings, console):
             return 1
-        console.say(f"rendering {settings.overlay} with kubectl kustomize")
-        rendering = Rendering.from_yaml(render_overlay(settings.overlay))
+        rendering = render(settings, console)
         training = training_of(rendering, settings.demo_dir / "pvc")
         train = prepare_training(training, settings, console)
         objects = [d for d in rendering.documents if train or d["kind"] not in TRAINING_KINDS]
@@ -507,6 +540,8 @@ def _follow(settings, console, rendering, training, cluster, node) -> int:
         f"check: a drawn 1 sent through the frontend came back as {answer.get('prediction')} "
         f"(model {answer.get('model_version')})"
     )
+    if rendering.get("Deployment", TENSORBOARD) is not None:
+        console.say(f"TensorBoard: http://127.0.0.1:{settings.tensorboard_port}/")
     console.say(f"READY: open http://127.0.0.1:{settings.frontend_port}/ (Ctrl-C stops everything)")
     if settings.exit_when_ready:
         return 0

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import yaml
-from support.processes import REPO
+from support.processes import REPO, free_port
 
 DEMO = [sys.executable, "-m", "local_cluster", "demo"]
 CPU_OVERLAY = REPO / "overlays" / "cpu"
@@ -24,7 +24,16 @@ RUNNER_ENV = (
     "RETRAIN",
     "OVERLAY",
     "DEMO_BACKOFF_SECONDS",
+    "TENSORBOARD_PORT",
 )
+
+
+def demo_command(args) -> list[str]:
+    """The demo's command line; TensorBoard on a free port unless the test chooses one."""
+    words = [str(a) for a in args]
+    if "--tensorboard-port" not in words:
+        words += ["--tensorboard-port", str(free_port())]
+    return [*DEMO, *words]
 
 
 def write_overlay(folder: Path, patches: list[dict]) -> Path:
@@ -61,7 +70,7 @@ def runner_env() -> dict[str, str]:
 def run_local(*args, timeout: float) -> subprocess.CompletedProcess:
     """Run the demo with `args` to completion; output is stdout and stderr together."""
     return subprocess.run(
-        [*DEMO, *map(str, args)],
+        demo_command(args),
         cwd=REPO,
         env=runner_env(),
         stdout=subprocess.PIPE,
@@ -82,7 +91,7 @@ class Runner:
 
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [*DEMO, *map(str, args)],
+            demo_command(args),
             cwd=REPO,
             env=runner_env(),
             stdout=subprocess.PIPE,
