@@ -541,7 +541,8 @@ def _follow(settings, console, rendering, training, cluster, node) -> int:
         f"(model {answer.get('model_version')})"
     )
     if rendering.get("Deployment", TENSORBOARD) is not None:
-        console.say(f"TensorBoard: http://127.0.0.1:{settings.tensorboard_port}/")
+        # localhost: TensorBoard binds the IPv6 loopback address (its --bind_all asks for the IPv6 wildcard).
+        console.say(f"TensorBoard: http://localhost:{settings.tensorboard_port}/")
     console.say(f"READY: open http://127.0.0.1:{settings.frontend_port}/ (Ctrl-C stops everything)")
     if settings.exit_when_ready:
         return 0
