@@ -26,8 +26,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_cluster.api import Api, ApiError
 from local_cluster.control_plane import ClusterError, ControlPlane
-from local_cluster.node.api import Api, ApiError
 from local_cluster.node.errors import RefusedError, WorkloadFailedError
 from local_cluster.node.podspec import port_is_free
 from local_cluster.node.render import Rendering, render_overlay
@@ -528,13 +528,18 @@ def _follow(settings, console, rendering, training, cluster, node) -> int:
                 training.name, f"Failed: {message}", watch.last_lines(training.obj["metadata"]["name"])
             )
         console.say(f"{training.name}: {kind}")
-    deadline = time.monotonic() + settings.ready_timeout
+    started = time.monotonic()
+    deadline = started + settings.ready_timeout
+    pending = None
     while waiting := watch.serving_ready(rendering):
+        for ready in sorted(set(pending or []) - set(waiting)):
+            console.say(f"{ready}: available after {time.monotonic() - started:.0f} s")
+        pending = waiting
         alive()
         if time.monotonic() > deadline:
             raise WorkloadFailedError(", ".join(waiting), f"not available after {settings.ready_timeout:.0f} s")
         time.sleep(POLL_S)
-    console.say("serving: available")
+    console.say(f"serving: available after {time.monotonic() - started:.0f} s")
     answer = predict_through_frontend(settings.frontend_port, "Deployment/mnist-frontend")
     console.say(
         f"check: a drawn 1 sent through the frontend came back as {answer.get('prediction')} "

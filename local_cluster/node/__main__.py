@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from local_cluster.node.api import Api
+from local_cluster.api import Api
 from local_cluster.node.kubelet import BACKOFF_S, Node
 from local_cluster.node.supervisor import Console
 from local_cluster.seldon_standin import SeldonStandIn

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from local_cluster.node.api import Api, ApiError
+from local_cluster.api import Api, ApiError
 from local_cluster.node.components import component_for_image
 from local_cluster.node.errors import RefusedError
 from local_cluster.node.pod_worker import NotYetError, PodWorker, log_dir, now_rfc3339
@@ -211,8 +211,8 @@ class Node:
             spec, meta = pod["spec"], pod["metadata"]
             if not spec.get("nodeName") and not meta.get("deletionTimestamp"):
                 ours = not self.bind_namespaces or meta["namespace"] in self.bind_namespaces
-                if ours and spec.get("schedulerName", "default-scheduler") == "default-scheduler":
-                    self.bind(pod)
+                if ours and spec.get("schedulerName", "default-scheduler") == "default-scheduler" and self.bind(pod):
+                    self.run_pod({**pod, "spec": {**spec, "nodeName": self.name}})
             elif spec.get("nodeName") == self.name:
                 self.run_pod(pod)
         present = {p["metadata"]["uid"] for p in self.pods}
@@ -224,8 +224,8 @@ class Node:
                 with self.ports_lock:
                     self.ports.pop(uid, None)
 
-    def bind(self, pod: dict) -> None:
-        """Assign the pod to this node (what the scheduler would do)."""
+    def bind(self, pod: dict) -> bool:
+        """Assign the pod to this node (what the scheduler would do); False if it is gone or bound already."""
         meta = pod["metadata"]
         binding = {
             "apiVersion": "v1",
@@ -238,6 +238,8 @@ class Node:
         except ApiError as err:
             if err.status not in (404, 409):
                 raise
+            return False
+        return True
 
     def run_pod(self, pod: dict) -> None:
         """Start a worker for a new pod, or hand the newest object to its worker."""

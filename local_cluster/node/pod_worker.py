@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from local_cluster.node.api import ApiError
+from local_cluster.api import ApiError
 from local_cluster.node.components import component_for_image, image_defaults
 from local_cluster.node.errors import RefusedError
 from local_cluster.node.podspec import ContainerPlan, PodContext, build_container_plan, prepare_volumes

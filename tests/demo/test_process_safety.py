@@ -15,6 +15,8 @@ from runner_helpers import Runner, port_open, run_local, trainer_args_patch, wri
 from support.proc import listening_sockets, process_tree, running
 from support.processes import free_port
 
+from local_cluster.demo import port_owner
+
 pytestmark = pytest.mark.slow
 
 STARTUP_TIMEOUT = 180
@@ -86,7 +88,8 @@ def test_sighup_stops_everything_and_every_server_listens_on_loopback_only(publi
         runner.kill()
     assert "stopping every process" in runner.output()
     assert not running(tree[1:]), "a process outlived the runner"
-    assert not any(port_open(port) for port in ports), "a port is still held"
+    held = {port: port_owner(port) for port in ports if port_open(port)}
+    assert not held, f"ports still held: {held}"
 
 
 def test_after_a_sigkill_nothing_is_left_and_the_next_start_works(published):
@@ -108,7 +111,8 @@ def test_after_a_sigkill_nothing_is_left_and_the_next_start_works(published):
         if "left behind:" in line:
             pid = int(line.split("left behind: pid ")[1].split()[0])
             assert pid in tree, line
-    assert not any(port_open(port) for port in ports), "a port is still held"
+    held = {port: port_owner(port) for port in ports if port_open(port)}
+    assert not held, f"ports still held: {held}"
 
 
 def test_a_sigkill_alone_leaves_nothing_once_the_grace_period_is_over(published):
@@ -117,7 +121,8 @@ def test_a_sigkill_alone_leaves_nothing_once_the_grace_period_is_over(published)
     ports = {port for _, _, port in listening_sockets(tree)}
     runner.kill()
     assert not wait_gone(tree, CLEANUP_TIMEOUT), "a process outlived the killed runner"
-    assert not any(port_open(port) for port in ports), "a port is still held"
+    held = {port: port_owner(port) for port in ports if port_open(port)}
+    assert not held, f"ports still held: {held}"
 
 
 def test_every_interface_only_when_asked(published):
