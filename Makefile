@@ -90,7 +90,7 @@ test-manifests: $(VENV)/tools/.installed $(VENV)/checkov/.installed crds-present
 test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/scripts
 
-test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
+test-demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## The demo on the real control plane and local node: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
 
 test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/sdk/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator, the Kubeflow SDK.

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from local_cluster import build, pki, trainer_v2
+from local_cluster import build, pki, ports, trainer_v2
 from local_cluster.api import Api
 from local_cluster.processes import ProcessTable, is_running
 from local_cluster.versions import load_versions
@@ -68,16 +67,8 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Ports that are free right now, chosen by the kernel."""
-        sockets = []
-        for _ in cls.__dataclass_fields__:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        ports = cls(*(s.getsockname()[1] for s in sockets))
-        for s in sockets:
-            s.close()
-        return ports
+        """Ports that are free right now, outside the ephemeral range (local_cluster/ports.py)."""
+        return cls(*ports.free_ports(len(cls.__dataclass_fields__)))
 
 
 class ControlPlane:

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local_cluster import ports
 from local_cluster.node.component_settings import check_settings
 from local_cluster.node.components import Component, ImageDefaults, container_argv, resolve_program
 from local_cluster.node.errors import RefusedError
@@ -80,10 +81,8 @@ def port_is_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free right now (outside the ephemeral range, see local_cluster/ports.py)."""
+    return ports.free_port()
 
 
 @dataclass

@@ -62,6 +62,20 @@ def trainer_args_patch(*extra: str) -> dict:
     return {"target": {"kind": "PyTorchJob", "name": "mnist-ddp"}, "ops": ops}
 
 
+def write_trainjob_overlay(folder: Path, *extra: str) -> Path:
+    """overlays/cpu-trainjob with `extra` appended to the TrainJob's trainer arguments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ops = [{"op": "add", "path": "/spec/trainer/args/-", "value": arg} for arg in extra]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(CPU_OVERLAY.parent / "cpu-trainjob", folder)],
+        "patches": [{"target": {"kind": "TrainJob", "name": "mnist-ddp"}, "patch": json.dumps(ops)}],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return folder
+
+
 def runner_env() -> dict[str, str]:
     """The environment without the demo's settings; CRDS_DIR stays (the demo installs those CRDs)."""
     return {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}

@@ -14,7 +14,17 @@ import urllib.request
 import zlib
 
 import pytest
-from runner_helpers import Runner, container_pid, kubectl, pod, port_open, run_local, trainer_args_patch, write_overlay
+from runner_helpers import (
+    Runner,
+    container_pid,
+    kubectl,
+    pod,
+    port_open,
+    run_local,
+    trainer_args_patch,
+    write_overlay,
+    write_trainjob_overlay,
+)
 from support.proc import running
 from support.processes import free_port
 
@@ -173,6 +183,21 @@ def test_kubectl_delete_pytorchjob_ends_its_processes(tmp_path, mnist_dir):
         assert "FAILED PyTorchJob/mnist-ddp: deleted before it finished; its pods are gone" in runner.output()
     finally:
         runner.kill()
+
+
+def test_the_trainjob_overlay_trains_through_trainer_v2_and_jobset(tmp_path, mnist_dir):
+    overlay = write_trainjob_overlay(tmp_path / "trainjob", "--epochs=2", "--batch-size=32")
+    demo_dir, frontend_port = tmp_path / "demo", free_port()
+    result = run_local(
+        "--overlay", overlay, "--demo-dir", demo_dir, "--mnist-dir", mnist_dir,
+        "--frontend-port", frontend_port, "--model-port", free_port(), "--exit-when-ready", timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    assert "TrainJob/mnist-ddp: Complete" in result.stdout
+    # torchrun in both node pods, started by JobSet's Job: rank 0 publishes the model.
+    assert "[mnist-ddp-node-0-0-" in result.stdout and "[mnist-ddp-node-0-1-" in result.stdout
+    assert re.search(r"rank0 INFO published .*models/mnist/(v\S+)", result.stdout), result.stdout
+    assert "check: a drawn 1 sent through the frontend came back as" in result.stdout
 
 
 BROKEN = {
