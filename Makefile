@@ -127,12 +127,15 @@ format: $(VENV)/tools/.installed ## Apply ruff's formatting and safe fixes.
 	$(VENV)/tools/bin/ruff format .
 
 # --- benchmarks (figures recorded in docs/benchmarks.md) -----------------------
-.PHONY: bench-train bench-serve bench-forward
+.PHONY: bench-train bench-serve bench-forward bench-demo
 bench-train: $(VENV)/trainer/.installed ## Training: 1x2 threads vs DDP 2x1 throughput, time to 98.5% on the 5k sample.
 	$(VENV)/trainer/bin/python scripts/bench_train.py
 
 bench-serve: $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Serving: our Seldon and KServe servers vs the original tutorial's: wrk saturation, hey open-loop p50/p99.
 	$(VENV)/serving/bin/python scripts/bench_serve.py
+
+bench-demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## make demo's warm start (to READY) vs the operator emulator it replaced (commit 8bb5c70), in turn.
+	$(VENV)/tools/bin/python scripts/bench_demo.py --baseline-ref 8bb5c70
 
 bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: single-image forward on one thread, ours (plain and fused) vs pytorch/examples.
 	$(VENV)/serving/bin/python scripts/bench_forward.py
