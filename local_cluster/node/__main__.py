@@ -18,6 +18,21 @@ from local_cluster.node.supervisor import Console
 from local_cluster.seldon_standin import SeldonStandIn
 
 
+class Tee:
+    """Writes to the console and to the node's own log file (`<state-dir>/node.log`)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> None:
+        for stream in self.streams:
+            stream.write(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def publish_flag(text: str) -> tuple[str, int]:
     """`component=port`, e.g. `frontend=8080`."""
     component, _, port = text.partition("=")
@@ -55,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-seldon-standin", action="store_true", help="do not reconcile SeldonDeployments")
     args = parser.parse_args(argv)
 
-    console = Console(name="node")
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(Tee(sys.stdout, (args.state_dir / "node.log").open("a")), name="node")
     api = Api(args.kubeconfig)
     node = Node(
         api,

@@ -41,6 +41,7 @@ SYNC_S = 0.5
 LEASE_S = 40
 HEARTBEAT_S = 10.0
 BACKOFF_S = 10.0
+MAX_SHUTDOWN_S = 35.0
 # First on every process's PYTHONPATH: its sitecustomize makes servers that bind every interface bind
 # DEMO_BIND_ADDRESS instead.
 BIND_ADDRESS_SHIM = Path(__file__).resolve().parent / "bind_address"
@@ -144,6 +145,12 @@ class Node:
                     self.console.say(f"node: sync failed, retrying: {err}")
                 self.stopping.wait(SYNC_S)
         finally:
+            # Each pod stops its containers with its own grace period, all pods at once, as a kubelet
+            # shutting down does; what is left after that, the supervisor stops.
+            for worker in self.workers.values():
+                worker.vanish(grace=float(worker.pod["spec"].get("terminationGracePeriodSeconds", 30)))
+            for worker in self.workers.values():
+                worker.join(timeout=MAX_SHUTDOWN_S)
             self.supervisor.close()
             shutil.rmtree(self.pods_dir, ignore_errors=True)
 

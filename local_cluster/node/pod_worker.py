@@ -108,11 +108,15 @@ class PodWorker(threading.Thread):
             if pod["metadata"].get("deletionTimestamp") and self.stop_grace is None:
                 self.stop_grace = float(pod["metadata"].get("deletionGracePeriodSeconds", 30))
 
-    def vanish(self) -> None:
-        """The pod object is gone (force-deleted): stop at once."""
+    def vanish(self, grace: float | None = None) -> None:
+        """The pod object is gone (force-deleted), or the node stops: stop its containers, report nothing more.
+
+        `grace` defaults to none for a force-deleted pod; the node passes the pod's own when it shuts down.
+        """
         with self.lock:
             self.gone = True
-            self.stop_grace = 0.0 if self.stop_grace is None else self.stop_grace
+            if self.stop_grace is None:
+                self.stop_grace = 0.0 if grace is None else grace
 
     def stop_requested(self) -> bool:
         with self.lock:

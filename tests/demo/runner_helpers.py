@@ -82,7 +82,15 @@ def runner_env() -> dict[str, str]:
 
 
 def run_local(*args, timeout: float) -> subprocess.CompletedProcess:
-    """Run the demo with `args` to completion; output is stdout and stderr together."""
+    """Run the demo with `args` to completion; output is stdout and stderr together (shown on a timeout too)."""
+    try:
+        return _run_demo(args, timeout)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.output.decode(errors="replace") if isinstance(expired.output, bytes) else expired.output
+        raise AssertionError(f"the demo did not finish in {timeout} s:\n{(output or '')[-20000:]}") from None
+
+
+def _run_demo(args, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         demo_command(args),
         cwd=REPO,

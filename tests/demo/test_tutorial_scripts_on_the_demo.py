@@ -63,11 +63,14 @@ def test_deploy_predict_and_teardown_against_the_demos_cluster(tmp_path, mnist_d
         servers = [
             int(p["status"]["containerStatuses"][0]["containerID"].removeprefix("local://"))
             for p in json.loads(kubectl(demo_dir, "get", "pods", "-o", "json").stdout)["items"]
-            if p["status"].get("phase") == "Running"
+            # TensorBoard is the demo's own addition, not part of overlays/cpu: teardown.sh leaves it.
+            if p["status"].get("phase") == "Running" and not p["metadata"]["name"].startswith("mnist-tensorboard-")
         ]
-        torn_down = script(demo_dir, "teardown.sh", "cpu")
+        # --keep-pvc: the demo's TensorBoard, which overlays/cpu does not hold, still mounts the claim, and
+        # the claim's protection finalizer keeps it while a pod uses it (teardown.sh would wait for that).
+        torn_down = script(demo_dir, "teardown.sh", "cpu", "--keep-pvc", timeout=180)
         assert torn_down.returncode == 0, torn_down.stdout + torn_down.stderr
-        for what in ("pytorchjob", "sdep", "deployment/mnist-frontend", "pvc/mnist-pvc"):
+        for what in ("pytorchjob", "sdep", "deployment/mnist-frontend"):
             done = kubectl(demo_dir, "get", what, "-o", "name", check=False)
             assert not done.stdout.strip(), f"teardown.sh left {done.stdout}"
         deadline = time.monotonic() + 60
