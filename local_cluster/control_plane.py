@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from local_cluster import build, pki, trainer_v2
+from local_cluster import build, kserve, pki, trainer_v2
 from local_cluster.processes import ProcessTable, is_running
 from local_cluster.versions import load_versions
 
@@ -61,6 +61,9 @@ class Ports:
     trainer_metrics: int
     trainer_probes: int
     trainer_status: int
+    kserve_webhook: int
+    kserve_metrics: int
+    kserve_probes: int
 
     @classmethod
     def free(cls) -> Ports:
@@ -111,6 +114,7 @@ class ControlPlane:
             self._start_training_operator(binaries["training-operator"], ports, deadline)
             trainer_v2.start_jobset(self, binaries["jobset"], ports, deadline)
             trainer_v2.start_trainer(self, binaries["trainer-controller-manager"], ports, deadline)
+            kserve.start_kserve(self, binaries["kserve-controller-manager"], ports, deadline)
             self._wait_for_default_service_account(deadline)
         except ClusterError:
             self.down(quiet=True)
