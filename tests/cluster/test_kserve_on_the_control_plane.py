@@ -125,6 +125,23 @@ def test_the_controller_reports_status_in_raw_deployment_mode(served):
     assert status["address"]["url"] == f"http://{PREDICTOR}.{served['namespace']}.svc.cluster.local"
 
 
+def test_no_ingress_is_made(cluster, served):
+    assert get(cluster, served["namespace"], "ingress")["items"] == []
+
+
+def test_without_the_annotation_the_install_default_is_standard(cluster, restricted_namespace):
+    isvc = written_isvc()
+    isvc["metadata"]["name"] = "no-mode"
+    del isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"]
+    cluster.kubectl("apply", "-n", restricted_namespace, "-f", "-", input=json.dumps(isvc))
+    stored = get(cluster, restricted_namespace, "inferenceservice", "no-mode")
+    assert stored["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == kserve.DEFAULT_DEPLOYMENT_MODE
+    wait_for(
+        "the Deployment no-mode-predictor",
+        lambda: get(cluster, restricted_namespace, "deployment", "no-mode-predictor"),
+    )
+
+
 def test_the_defaulter_renames_the_deprecated_raw_deployment_mode(served):
     assert written_isvc()["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     stored = served["isvc"]["metadata"]["annotations"]
