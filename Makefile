@@ -38,6 +38,7 @@ REQS_kserve := serving/kserve_predictor/requirements.txt tests/requirements.txt
 REQS_frontend := frontend/requirements.txt tests/requirements.txt tests/requirements-browser.txt
 REQS_tools := scripts/requirements.txt tests/requirements.txt
 REQS_checkov := scripts/requirements-checkov.txt
+REQS_sdk := scripts/requirements-sdk.txt
 REQS_pipelines := pipelines/requirements.txt tests/requirements-pipelines.txt
 REQS_tensorboard := tensorboard/requirements.txt tests/requirements.txt
 
@@ -47,10 +48,11 @@ $(VENV)/kserve/.installed: $(REQS_kserve)
 $(VENV)/frontend/.installed: $(REQS_frontend)
 $(VENV)/tools/.installed: $(REQS_tools)
 $(VENV)/checkov/.installed: $(REQS_checkov)
+$(VENV)/sdk/.installed: $(REQS_sdk)
 $(VENV)/pipelines/.installed: $(REQS_pipelines)
 $(VENV)/tensorboard/.installed: $(REQS_tensorboard)
 
-ENVS := trainer serving kserve frontend tools checkov pipelines tensorboard
+ENVS := trainer serving kserve frontend tools checkov pipelines tensorboard sdk
 .PHONY: venvs
 venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local environment (.venv/<component>).
 
@@ -58,9 +60,11 @@ venvs: $(foreach e,$(ENVS),$(VENV)/$(e)/.installed) ## Create every local enviro
 NO_MNIST_SAMPLE = no MNIST sample in $(MNIST_DIR): the trainer downloads the full MNIST (11 MB, a log line per quarter of each file) \
   and trains on 60,000 digits instead of 5,000, about 4 to 7 minutes on 2 cores instead of 1 (MNIST_DIR=DIR uses the IDX files in DIR)
 .PHONY: demo
-demo: $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/tools/.installed ## Run the whole stack locally from the rendered overlays/cpu manifests.
+OVERLAY ?= overlays/cpu
+DEMO_ENVS := trainer serving kserve frontend tensorboard tools
+demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## Run $(OVERLAY) on a local control plane with the real operators and a local node (OVERLAY=overlays/cpu-kserve, ...).
 	@test -d "$(MNIST_DIR)" || echo "make: $(NO_MNIST_SAMPLE)"
-	$(VENV)/tools/bin/python scripts/run_local.py --overlay overlays/cpu
+	$(VENV)/tools/bin/python -m local_cluster demo --overlay $(OVERLAY)
 
 .PHONY: test
 test: test-manifests test-trainer test-serving test-kserve test-frontend test-scripts test-demo test-pipelines test-tensorboard test-cluster ## Run every test suite (no GPU, no network; the cluster is a local control plane).
@@ -86,10 +90,10 @@ test-manifests: $(VENV)/tools/.installed $(VENV)/checkov/.installed crds-present
 test-scripts: $(VENV)/tools/.installed $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Tutorial scripts: --dry-run commands and predict.py.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/scripts
 
-test-demo: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed ## Local runner: manifests to a served prediction.
+test-demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## The demo on the real control plane and local node: manifests to a served prediction.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/demo
 
-test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator.
+test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/sdk/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator, the Kubeflow SDK.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
 
 test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
@@ -123,12 +127,15 @@ format: $(VENV)/tools/.installed ## Apply ruff's formatting and safe fixes.
 	$(VENV)/tools/bin/ruff format .
 
 # --- benchmarks (figures recorded in docs/benchmarks.md) -----------------------
-.PHONY: bench-train bench-serve bench-forward
+.PHONY: bench-train bench-serve bench-forward bench-demo
 bench-train: $(VENV)/trainer/.installed ## Training: 1x2 threads vs DDP 2x1 throughput, time to 98.5% on the 5k sample.
 	$(VENV)/trainer/bin/python scripts/bench_train.py
 
 bench-serve: $(VENV)/serving/.installed $(VENV)/kserve/.installed $(VENV)/trainer/.installed ## Serving: our Seldon and KServe servers vs the original tutorial's: wrk saturation, hey open-loop p50/p99.
 	$(VENV)/serving/bin/python scripts/bench_serve.py
+
+bench-demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## make demo's warm start (to READY) vs the operator emulator it replaced (commit 8bb5c70), in turn.
+	$(VENV)/tools/bin/python scripts/bench_demo.py --baseline-ref 8bb5c70
 
 bench-forward: $(VENV)/serving/.installed $(VENV)/trainer/.installed ## Model: single-image forward on one thread, ours (plain and fused) vs pytorch/examples.
 	$(VENV)/serving/bin/python scripts/bench_forward.py

@@ -1,4 +1,7 @@
-"""`python -m local_cluster build|up|down`: the commands behind `make cluster-build|cluster-up|cluster-down`."""
+"""`python -m local_cluster build|up|down|demo`: the commands behind `make cluster-build|cluster-up|cluster-down|demo`.
+
+`demo` takes its own flags (`python -m local_cluster demo --help`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from local_cluster.demo_cli import main as demo_main
+
+        return demo_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m local_cluster", description=__doc__)
     parser.add_argument("command", choices=["build", "up", "down"], help="what to do")
     parser.add_argument(

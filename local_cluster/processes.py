@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,10 +52,13 @@ def is_running(record: Record) -> bool:
 class ProcessTable:
     """The processes of one local cluster, kept in `<state_dir>/processes.json`."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, keeper: Path | None = None):
+        """With `keeper` (local_cluster/node/keeper.py), each process runs under a keeper that stops it when
+        the process that started it dies, even by SIGKILL: what `make demo` needs, unlike `make cluster-up`."""
         self.state_dir = state_dir
         self.file = state_dir / "processes.json"
         self.logs = state_dir / "logs"
+        self.keeper = keeper
 
     def records(self) -> list[Record]:
         """Every process started and not yet stopped, oldest first."""
@@ -70,6 +74,8 @@ class ProcessTable:
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Record:
         """Start `argv` in a session of its own, with its output in logs/<name>.log, and record it."""
         self.logs.mkdir(parents=True, exist_ok=True)
+        if self.keeper is not None:
+            argv = [sys.executable, "-I", str(self.keeper), str(os.getpid()), "10", *argv]
         with (self.logs / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
                 argv,

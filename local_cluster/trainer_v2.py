@@ -20,6 +20,8 @@ from local_cluster.versions import load_versions
 
 TRAINER_NAMESPACE = "kubeflow-system"
 RUNTIME_FILE = "runtime-torch_distributed.yaml"
+# Where a Trainer install tells clients its version (manifests/overlays/manager); the Kubeflow SDK reads it.
+PUBLIC_CONFIGMAP = "kubeflow-trainer-public"
 
 
 def start_jobset(plane, binary: Path, ports, deadline: float) -> None:
@@ -49,9 +51,18 @@ def start_jobset(plane, binary: Path, ports, deadline: float) -> None:
 
 
 def start_trainer(plane, binary: Path, ports, deadline: float) -> None:
-    """The Trainer's webhooks from github.com/kubeflow/trainer/v2, its controller, then the torch runtime."""
-    module = build.module_dir("github.com/kubeflow/trainer/v2", load_versions()["TRAINER_VERSION"])
+    """Trainer's webhooks (github.com/kubeflow/trainer/v2), version ConfigMap and controller, then the torch runtime."""
+    version = load_versions()["TRAINER_VERSION"]
+    module = build.module_dir("github.com/kubeflow/trainer/v2", version)
     plane.kubectl("create", "namespace", TRAINER_NAMESPACE)
+    plane.kubectl(
+        "create",
+        "configmap",
+        PUBLIC_CONFIGMAP,
+        "-n",
+        TRAINER_NAMESPACE,
+        f"--from-literal=kubeflow_trainer_version={version}",
+    )
     hooks = webhooks.on_loopback(
         webhooks.render(plane.kubectl_path, module / "manifests/base/webhook"), ports.trainer_webhook, plane.pki.ca_cert
     )

@@ -4,9 +4,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from local_runner.render import Rendering, render_overlay
 from runner_helpers import CPU_OVERLAY
 from support.processes import REPO, venv_bin
+
+from local_cluster.node.render import Rendering, render_overlay
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Helpers for the local runner's tests: temporary kustomize overlays on top of overlays/cpu, the CLI."""
+"""Helpers for the demo's tests: temporary kustomize overlays on top of overlays/cpu, the demo's command line."""
 
 import json
 import os
@@ -10,12 +10,30 @@ import time
 from pathlib import Path
 
 import yaml
-from support.processes import REPO
+from support.processes import REPO, free_port
 
-RUN_LOCAL = REPO / "scripts" / "run_local.py"
+DEMO = [sys.executable, "-m", "local_cluster", "demo"]
 CPU_OVERLAY = REPO / "overlays" / "cpu"
-# The runner's settings from the environment must not leak from the shell into a test.
-RUNNER_ENV = ("MNIST_DIR", "DEMO_DIR", "FRONTEND_PORT", "MODEL_PORT", "DEMO_BIND_ADDRESS", "RETRAIN")
+# The demo's settings from the environment must not leak from the shell into a test.
+RUNNER_ENV = (
+    "MNIST_DIR",
+    "DEMO_DIR",
+    "FRONTEND_PORT",
+    "MODEL_PORT",
+    "DEMO_BIND_ADDRESS",
+    "RETRAIN",
+    "OVERLAY",
+    "DEMO_BACKOFF_SECONDS",
+    "TENSORBOARD_PORT",
+)
+
+
+def demo_command(args) -> list[str]:
+    """The demo's command line; TensorBoard on a free port unless the test chooses one."""
+    words = [str(a) for a in args]
+    if "--tensorboard-port" not in words:
+        words += ["--tensorboard-port", str(free_port())]
+    return [*DEMO, *words]
 
 
 def write_overlay(folder: Path, patches: list[dict]) -> Path:
@@ -44,14 +62,29 @@ def trainer_args_patch(*extra: str) -> dict:
     return {"target": {"kind": "PyTorchJob", "name": "mnist-ddp"}, "ops": ops}
 
 
+def write_trainjob_overlay(folder: Path, *extra: str) -> Path:
+    """overlays/cpu-trainjob with `extra` appended to the TrainJob's trainer arguments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ops = [{"op": "add", "path": "/spec/trainer/args/-", "value": arg} for arg in extra]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(CPU_OVERLAY.parent / "cpu-trainjob", folder)],
+        "patches": [{"target": {"kind": "TrainJob", "name": "mnist-ddp"}, "patch": json.dumps(ops)}],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return folder
+
+
 def runner_env() -> dict[str, str]:
+    """The environment without the demo's settings; CRDS_DIR stays (the demo installs those CRDs)."""
     return {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}
 
 
 def run_local(*args, timeout: float) -> subprocess.CompletedProcess:
-    """Run scripts/run_local.py with `args` to completion; output is stdout and stderr together."""
+    """Run the demo with `args` to completion; output is stdout and stderr together."""
     return subprocess.run(
-        [sys.executable, str(RUN_LOCAL), *map(str, args)],
+        demo_command(args),
         cwd=REPO,
         env=runner_env(),
         stdout=subprocess.PIPE,
@@ -68,11 +101,11 @@ def port_open(port: int) -> bool:
 
 
 class Runner:
-    """scripts/run_local.py in the background, its output collected line by line."""
+    """The demo in the background, its output collected line by line."""
 
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [sys.executable, str(RUN_LOCAL), *map(str, args)],
+            demo_command(args),
             cwd=REPO,
             env=runner_env(),
             stdout=subprocess.PIPE,
@@ -101,3 +134,27 @@ class Runner:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def kubectl(demo_dir: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """kubectl against the demo's cluster (its kubeconfig is `<demo_dir>/kubeconfig`)."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl"), f"--kubeconfig={demo_dir / 'kubeconfig'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def pod(demo_dir: Path, name: str) -> dict:
+    """The pod object as the API server has it."""
+    return json.loads(kubectl(demo_dir, "get", "pod", name, "-o", "json").stdout)
+
+
+def container_pid(demo_dir: Path, pod_name: str) -> int:
+    """The pid of the program of the pod's first container (the node reports its keeper as containerID)."""
+    status = pod(demo_dir, pod_name)["status"]["containerStatuses"][0]
+    keeper = int(status["containerID"].removeprefix("local://"))
+    children = [int(p) for p in Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()]
+    return children[0]

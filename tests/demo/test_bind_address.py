@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from local_runner.demo import BIND_ADDRESS_SHIM
+
+from local_cluster.node.kubelet import BIND_ADDRESS_SHIM
 
 BINDS = """
 import json, socket

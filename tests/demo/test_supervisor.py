@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from local_runner.supervisor import Console, RunInProgressError, Supervisor, start_time
 from support.processes import REPO
+
+from local_cluster.node.supervisor import Console, RunInProgressError, Supervisor, start_time
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +123,7 @@ def test_a_program_that_exits_leaves_no_grandchild_behind(tmp_path):
 DRIVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from local_runner.supervisor import Console, Supervisor
+    from local_cluster.node.supervisor import Console, Supervisor
     from test_supervisor import Spec, program
     state, log, grace = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
     supervisor = Supervisor(Console(), state)

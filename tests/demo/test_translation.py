@@ -3,12 +3,18 @@
 from pathlib import Path
 
 import pytest
-from local_runner.component_settings import check_settings
-from local_runner.components import COMPONENTS, ImageDefaults, component_for_image, container_argv, parse_dockerfile
-from local_runner.errors import RefusedError
-from local_runner.podspec import parse_quantity, resource_value
-from local_runner.pytorchjob import operator_env
-from local_runner.translate import HostMap, Mount, PathMap, expand, translate_args, translate_word
+
+from local_cluster.node.component_settings import check_settings
+from local_cluster.node.components import (
+    COMPONENTS,
+    ImageDefaults,
+    component_for_image,
+    container_argv,
+    parse_dockerfile,
+)
+from local_cluster.node.errors import RefusedError
+from local_cluster.node.podspec import parse_quantity, resource_value
+from local_cluster.node.translate import HostMap, Mount, PathMap, expand, translate_args, translate_word
 
 WORKLOAD = "Kind/name"
 TRAINER = next(c for c in COMPONENTS if c.name == "trainer")
@@ -198,48 +204,6 @@ def test_images_map_to_components(image, component):
 def test_an_unknown_image_is_refused():
     with pytest.raises(RefusedError, match="maps to no local environment"):
         component_for_image("nginx:1.27", "Deployment/web")
-
-
-def job(workers: int, nproc: str | None = "1") -> dict:
-    container = {
-        "name": "pytorch",
-        "image": "mnist-trainer",
-        "ports": [{"name": "pytorchjob-port", "containerPort": 23456}],
-    }
-    template = {"spec": {"containers": [container]}}
-    spec = {
-        "pytorchReplicaSpecs": {
-            "Master": {"replicas": 1, "template": template},
-            "Worker": {"replicas": workers, "template": template},
-        }
-    }
-    if nproc is not None:
-        spec["nprocPerNode"] = nproc
-    return {"metadata": {"name": "mnist-ddp"}, "spec": spec}
-
-
-def test_operator_env_of_master_and_workers():
-    master = dict(operator_env(job(2), "Master", 0, 23456))
-    worker = dict(operator_env(job(2), "Worker", 1, 23456))
-    assert master == {
-        "PYTHONUNBUFFERED": "1",
-        "MASTER_PORT": "23456",
-        "PET_MASTER_PORT": "23456",
-        "MASTER_ADDR": "mnist-ddp-master-0",
-        "PET_MASTER_ADDR": "mnist-ddp-master-0",
-        "WORLD_SIZE": "3",
-        "RANK": "0",
-        "PET_NPROC_PER_NODE": "1",
-        "PET_NODE_RANK": "0",
-        "PET_NNODES": "3",
-    }
-    assert (worker["RANK"], worker["PET_NODE_RANK"], worker["WORLD_SIZE"]) == ("2", "2", "3")
-
-
-def test_operator_env_world_size_counts_processes_per_node():
-    assert dict(operator_env(job(1, "4"), "Master", 0, 1))["WORLD_SIZE"] == "8"
-    defaulted = dict(operator_env(job(1, None), "Master", 0, 1))
-    assert (defaulted["PET_NPROC_PER_NODE"], defaulted["WORLD_SIZE"]) == ("auto", "2")
 
 
 # Lists Flask's settings with the frontend's Python.

@@ -346,9 +346,9 @@ class Supervisor:
         """Take the state file and clear what a crashed supervisor left; return what was cleared."""
         return self.state.acquire() if self.state is not None else []
 
-    def start(self, plan: ProcessSpec) -> Process:
-        """Start a process for `plan` and remember it."""
-        process = Process(plan, self.console, self.max_grace, on_start=self._record)
+    def start(self, plan: ProcessSpec, console: Console | None = None) -> Process:
+        """Start a process for `plan` and remember it; its output goes to `console` (default: the supervisor's)."""
+        process = Process(plan, console or self.console, self.max_grace, on_start=self._record)
         self.processes.append(process)
         return process.start()
 

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from local_runner.errors import RefusedError
+from local_cluster.node.errors import RefusedError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,14 +43,23 @@ class Component:
 
     @property
     def bin_dir(self) -> Path:
-        return venv_root() / self.name / "bin"
+        return SHELL_TOOLS if self.name == "shell" else venv_root() / self.name / "bin"
 
 
 COMPONENTS = (
     Component("trainer", ("trainer",)),
     Component("serving", ("serving", "trainer")),
+    Component("kserve", ("serving/kserve_predictor", "serving", "trainer")),
     Component("frontend", ("frontend",), settings_module="frontend/mnist_frontend/settings.py"),
+    Component("tensorboard", ("tensorboard",)),
 )
+# Images that operators add to our pods and that are not built from this repository: each runs
+# its command with this machine's shell and coreutils, and the tools in SHELL_TOOLS standing in
+# for what the image has and this machine may not (the Training Operator's init-pytorch runs
+# `nslookup <master>` from alpine).
+SHELL_IMAGES = ("alpine", "busybox")
+SHELL_TOOLS = Path(__file__).resolve().parent / "shell_tools"
+SHELL = Component("shell", ("local_cluster/node/shell_tools",))
 
 
 def component_for_image(image: str, workload: str) -> Component:
@@ -59,6 +68,8 @@ def component_for_image(image: str, workload: str) -> Component:
     last = repository.rsplit("/", 1)[-1]
     if ":" in last:
         last = last.split(":", 1)[0]
+    if last in SHELL_IMAGES:
+        return SHELL
     matches = [c for c in COMPONENTS if c.name in last]
     if len(matches) != 1:
         known = ", ".join(c.name for c in COMPONENTS)

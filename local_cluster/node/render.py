@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from local_runner.errors import RefusedError
+from local_cluster.node.errors import RefusedError
 
 
 def kubectl_path() -> str:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from local_runner.errors import RefusedError
+from local_cluster.node.errors import RefusedError
 
 # In-image paths that exist on this machine too and mean the same thing.
 SYSTEM_PREFIXES = ("/dev", "/proc", "/sys", "/etc", "/usr", "/bin", "/lib")
@@ -71,9 +71,7 @@ class HostMap:
             service = self.service_of(host)
             if service is None:
                 if is_cluster_host(host):
-                    raise RefusedError(
-                        workload, f"{what}: {match.group(0)} names no Service in the rendering ({self.known()})"
-                    )
+                    raise RefusedError(workload, f"{what}: {match.group(0)} names no Service ({self.known()})")
                 return match.group(0)
             port = int(match.group("port") or _DEFAULT_PORTS.get(match.group("scheme"), 0))
             return f"{match.group('scheme')}://127.0.0.1:{self.local_port(service, port, what, workload)}"

@@ -7,9 +7,9 @@ misspelt variable and falls back to its default; the runner refuses such a name 
 import ast
 import subprocess
 
-from local_runner.components import REPO, Component
-from local_runner.errors import RefusedError
-from local_runner.translate import HostMap
+from local_cluster.node.components import REPO, Component
+from local_cluster.node.errors import RefusedError
+from local_cluster.node.translate import HostMap
 
 
 def published_settings(component: Component) -> tuple[str, dict] | None:

@@ -5,6 +5,7 @@ The values are translated by `translate` (paths, hosts, ports) and checked by
 """
 
 import base64
+import json
 import math
 import os
 import re
@@ -13,15 +14,38 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_runner.component_settings import check_settings
-from local_runner.components import Component, ImageDefaults, container_argv, resolve_program
-from local_runner.errors import RefusedError
-from local_runner.render import Rendering
-from local_runner.translate import HostMap, Mount, PathMap, expand, names_a_host, translate_args, translate_word
+from local_cluster import ports
+from local_cluster.node.component_settings import check_settings
+from local_cluster.node.components import Component, ImageDefaults, container_argv, resolve_program
+from local_cluster.node.errors import RefusedError
+from local_cluster.node.render import Rendering
+from local_cluster.node.translate import HostMap, Mount, PathMap, expand, names_a_host, translate_args, translate_word
 
 # Environment passed through from the user's shell; the rest comes from the image and the manifest.
 PASSTHROUGH_ENV = ("HOME", "LANG", "LC_ALL", "TZ", "USER")
 IMAGE_ENV_REPLACED = ("PATH", "PYTHONPATH")
+# Variables that operators set to a URL path, not a file: left as they are.
+URL_PATH_ENV = ("PREDICTIVE_UNIT_METRICS_ENDPOINT",)
+# Variables named so hold a port the container itself listens on (Seldon's PREDICTIVE_UNIT_*_SERVICE_PORT):
+# they follow the container port to its local port.
+OWN_PORT_ENV_SUFFIX = "SERVICE_PORT"
+# Seldon hands the graph node's parameters to the model as JSON in this variable; STRING values that
+# are paths are translated like arguments.
+SELDON_PARAMETERS_ENV = "PREDICTIVE_UNIT_PARAMETERS"
+
+
+def seldon_parameters(value: str, paths: PathMap, workload: str) -> str:
+    """PREDICTIVE_UNIT_PARAMETERS with each path-valued STRING parameter translated (refused under no mount)."""
+    try:
+        parameters = json.loads(value)
+    except ValueError:
+        raise RefusedError(workload, f"env {SELDON_PARAMETERS_ENV} is not JSON: {value[:100]!r}") from None
+    for p in parameters if isinstance(parameters, list) else []:
+        if isinstance(p, dict) and p.get("type", "STRING") == "STRING" and str(p.get("value", "")).startswith("/"):
+            p["value"] = paths.translate(p["value"], f"graph parameter {p.get('name')}", workload)
+    return json.dumps(parameters)
+
+
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 _SUFFIXES = {
     "": 1,
@@ -57,10 +81,8 @@ def port_is_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free right now (outside the ephemeral range, see local_cluster/ports.py)."""
+    return ports.free_port()
 
 
 @dataclass
@@ -75,6 +97,8 @@ class PodContext:
     # TMPDIR, and their paths may not exceed 107 bytes.
     local_name: str
     volumes: dict[str, Path] = field(default_factory=dict)
+    uid: str = ""
+    node_name: str = ""
 
     @property
     def spec(self) -> dict:
@@ -113,9 +137,7 @@ def prepare_volumes(pod: PodContext, scratch: Path, rendering: Rendering, claims
         if "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]["claimName"]
             if claim not in claims:
-                raise RefusedError(
-                    pod.workload, f"volume {name} uses claim {claim!r}, which the rendering does not define"
-                )
+                raise RefusedError(pod.workload, f"volume {name} uses claim {claim!r}, which does not exist")
             pod.volumes[name] = claims[claim]
         elif "emptyDir" in volume:
             pod.volumes[name] = _fresh_dir(pod_dir / name)
@@ -144,9 +166,7 @@ def _project_files(pod: PodContext, volume: dict, target: Path, rendering: Rende
     if data is None:
         if source.get("optional"):
             return _fresh_dir(target)
-        raise RefusedError(
-            pod.workload, f"volume {volume['name']} uses {kind} {name!r}, which the rendering does not define"
-        )
+        raise RefusedError(pod.workload, f"volume {volume['name']} uses {kind} {name!r}, which does not exist")
     _fresh_dir(target)
     items = source.get("items") or [{"key": k, "path": k} for k in data]
     for item in items:
@@ -212,8 +232,8 @@ def field_value(pod: PodContext, path: str, workload: str) -> str:
     simple = {
         "metadata.name": pod.pod_name,
         "metadata.namespace": pod.namespace,
-        "metadata.uid": f"local-{pod.pod_name}",
-        "spec.nodeName": socket.gethostname(),
+        "metadata.uid": pod.uid or f"local-{pod.pod_name}",
+        "spec.nodeName": pod.node_name or socket.gethostname(),
         "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
         "status.podIP": "127.0.0.1",
         "status.hostIP": "127.0.0.1",
@@ -238,7 +258,7 @@ def manifest_env(pod: PodContext, container: dict, rendering: Rendering, label: 
             raise RefusedError(workload, f"envFrom {source} is not emulated")
         data = _object_data(rendering, kind, ref["name"])
         if data is None and not ref.get("optional"):
-            raise RefusedError(workload, f"envFrom names {kind} {ref['name']!r}, which the rendering does not define")
+            raise RefusedError(workload, f"envFrom names {kind} {ref['name']!r}, which does not exist")
         result += [(source.get("prefix", "") + k, v) for k, v in (data or {}).items()]
     for var in container.get("env", []):
         name = var["name"]
@@ -262,8 +282,7 @@ def manifest_env(pod: PodContext, container: dict, rendering: Rendering, label: 
                     continue
                 raise RefusedError(
                     workload,
-                    f"env {name} reads key {ref['key']!r} of {kind} {ref['name']!r}, "
-                    "which the rendering does not define",
+                    f"env {name} reads key {ref['key']!r} of {kind} {ref['name']!r}, which does not exist",
                 )
             result.append((name, data[ref["key"]]))
         else:
@@ -324,10 +343,17 @@ def build_container_plan(
     raw: dict[str, str] = {}
     for name, value in manifest_env(pod, container, rendering, label):
         raw[name] = expand(value, raw)
-    env = {
-        name: translate_word(value, paths, hosts, f"env {name}", workload, names_a_host(name))
-        for name, value in raw.items()
-    }
+    env = {}
+    for name, value in raw.items():
+        if name in URL_PATH_ENV:
+            env[name] = value
+        elif name == SELDON_PARAMETERS_ENV:
+            env[name] = seldon_parameters(value, paths, workload)
+        else:
+            env[name] = translate_word(value, paths, hosts, f"env {name}", workload, names_a_host(name))
+    for name, value in env.items():
+        if name.endswith(OWN_PORT_ENV_SUFFIX) and value.isdigit() and int(value) in ports:
+            env[name] = str(ports[int(value)])
     for name, value in injected:
         raw[name] = value
         env[name] = hosts.translate_text(value, f"env {name}", workload, names_a_host(name))
