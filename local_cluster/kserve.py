@@ -12,7 +12,6 @@ default deployment mode, and no Ingress or Istio VirtualService is made, since n
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -29,15 +28,20 @@ DEFAULT_DEPLOYMENT_MODE = "Standard"
 
 def start_kserve(plane, binary: Path, ports, deadline: float) -> None:
     """The CRDs, ConfigMap and webhook configurations of KServe's install, then its controller manager."""
+    # control_plane imports this module to call this function.
+    from local_cluster.control_plane import crds_of
+
     module = build.module_dir(KSERVE_MODULE, load_versions()["KSERVE_VERSION"])
     kubectl = plane.kubectl_path
-    installed = set(plane.kubectl("get", "crd", "-o", "jsonpath={.items[*].metadata.name}").stdout.split())
-    crds = [c for c in _render(kubectl, module / "config/crd/full") if c["metadata"]["name"] not in installed]
-    plane.apply_crds(crds, deadline)
-    plane.kubectl("create", "namespace", KSERVE_NAMESPACE)
-    plane.apply_objects([local_configmap(_render(kubectl, module / "config/configmap"))])
-    hooks = _render(kubectl, module / "config/webhook")
-    plane.apply_objects(webhooks.on_loopback(hooks, ports.kserve_webhook, plane.pki.ca_cert))
+    installed = {c["metadata"]["name"] for path in plane.crds_dir.glob("*.yaml") for c in crds_of(path)}
+    crds = [c for path in crd_files(module / "config/crd/full") for c in crds_of(path)]
+    plane.apply_crds([c for c in crds if c["metadata"]["name"] not in installed], deadline)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NAMESPACE}}
+    configmap = local_configmap(webhooks.render(kubectl, module / "config/configmap"))
+    hooks = webhooks.on_loopback(
+        webhooks.render(kubectl, module / "config/webhook"), ports.kserve_webhook, plane.pki.ca_cert
+    )
+    plane.apply_objects([namespace, configmap, *hooks])
     plane.start_controller(
         "kserve-controller-manager",
         [
@@ -55,6 +59,18 @@ def start_kserve(plane, binary: Path, ports, deadline: float) -> None:
     )
 
 
+def crd_files(folder: Path) -> list[Path]:
+    """The files that a kustomization of plain CRD files lists, its folders followed."""
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    if set(kustomization) - {"apiVersion", "kind", "resources"}:
+        raise RuntimeError(f"{folder}/kustomization.yaml does more than list files: render it with kustomize")
+    files = []
+    for entry in kustomization.get("resources") or []:
+        path = folder / entry
+        files += crd_files(path) if path.is_dir() else [path]
+    return files
+
+
 def local_configmap(objects: list[dict]) -> dict:
     """The module's `inferenceservice-config`, with Standard (RawDeployment) as the default mode and no
     Ingress or VirtualService: the InferenceService is reached through its predictor Service."""
@@ -67,12 +83,3 @@ def local_configmap(objects: list[dict]) -> dict:
     data.update(deploy=json.dumps(deploy, indent=2), ingress=json.dumps(ingress, indent=2))
     metadata = {"name": CONFIGMAP_NAME, "namespace": KSERVE_NAMESPACE}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-
-
-def _render(kubectl: str, kustomization: Path) -> list[dict]:
-    """Like webhooks.render, with libyaml where there is one: the InferenceService CRD alone is 2 MB."""
-    done = subprocess.run([kubectl, "kustomize", str(kustomization)], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize {kustomization}: {done.stderr.strip()}")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [d for d in yaml.load_all(done.stdout, Loader=loader) if d]
