@@ -61,6 +61,20 @@ class ApiObjects:
     def namespace(self) -> str:
         return self.namespace_name
 
+    def token(self, service_account: str, audience: str | None, expiration_s: int, pod) -> str:
+        """A token for the pod's ServiceAccount, bound to the pod, from the TokenRequest API."""
+        spec = {
+            "expirationSeconds": max(expiration_s, 600),
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.pod_name, "uid": pod.uid},
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        path = self.api.path("ServiceAccount", self.namespace_name, service_account, "token")
+        answer = self.api.request(
+            "POST", path, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        )
+        return answer["status"]["token"]
+
 
 class PodConsole(Console):
     """A container's output: to the node's console with the container's prefix, and to its log file."""

@@ -161,7 +161,7 @@ class PodWorker(threading.Thread):
                 self.inits, self.containers = self._plans()
                 self.message = None
                 return True
-            except NotYetError as wait:
+            except (NotYetError, ApiError, OSError) as wait:
                 self._waiting_all("ContainerCreating", str(wait))
             except RefusedError as refusal:
                 # A kubelet reports a container it cannot configure this way, and keeps retrying.
