@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from local_cluster import build, pki, ports, trainer_v2
+from local_cluster import build, kserve, pki, ports, trainer_v2
 from local_cluster.api import Api
 from local_cluster.processes import ProcessTable, is_running
 from local_cluster.versions import load_versions
@@ -64,6 +64,9 @@ class Ports:
     trainer_metrics: int
     trainer_probes: int
     trainer_status: int
+    kserve_webhook: int
+    kserve_metrics: int
+    kserve_probes: int
 
     @classmethod
     def free(cls) -> Ports:
@@ -83,15 +86,17 @@ class ControlPlane:
         kubeconfig: Path | None = None,
         tied_to_caller: bool = False,
         trainer_v2: bool = True,
+        kserve: bool = True,
     ):
         """`tied_to_caller`: the processes stop when this Python process dies (the demo); `trainer_v2`: start
-        Trainer v2 and JobSet too (the Training Operator always runs)."""
+        Trainer v2 and JobSet too (the Training Operator always runs); `kserve`: start the KServe controller."""
         self.state_dir = state_dir.resolve()
         self.crds_dir = crds_dir
         self.log = log
         self.table = ProcessTable(self.state_dir, keeper=KEEPER if tied_to_caller else None)
         self.kubeconfig = (kubeconfig or self.state_dir / "kubeconfig").resolve()
         self.with_trainer_v2 = trainer_v2
+        self.with_kserve = kserve
         self._api: Api | None = None
         self.pki = pki.ensure_pki(build.cache_dir() / "pki")
         self.ports_file = self.state_dir / "ports.json"
@@ -122,6 +127,8 @@ class ControlPlane:
             if self.with_trainer_v2:
                 trainer_v2.start_jobset(self, binaries["jobset"], ports, deadline)
                 trainer_v2.start_trainer(self, binaries["trainer-controller-manager"], ports, deadline)
+            if self.with_kserve:
+                kserve.start_kserve(self, binaries["kserve-controller-manager"], ports, deadline)
             self._wait_for_default_service_account(deadline)
         except ClusterError:
             self.down(quiet=True)
