@@ -6,7 +6,10 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 export VENV ?= $(CURDIR)/.venv
 UV := $(VENV)/uv/bin/uv
-UV_INSTALL := $(UV) pip install --quiet --python
+# --compile-bytecode, as pip does in the images: with PYTHONDONTWRITEBYTECODE set (the images set it,
+# and so may the machine), a venv without .pyc compiles every module at each start (import kserve: 13.7 s
+# without, 2.9 s with).
+UV_INSTALL := $(UV) pip install --quiet --compile-bytecode --python
 OVERLAYS := overlays/cpu overlays/gpu
 # The upstream CRDs the manifest tests validate against: $CRDS_DIR if set, else ../shared/crds, else
 # .cache/crds, which `make test` fills itself with scripts/fetch-crds.sh (pinned versions and sha256).

@@ -475,6 +475,7 @@ def run(settings: Settings, console: Console) -> int:
             kubeconfig=settings.demo_dir / "kubeconfig",
             tied_to_caller=True,
             trainer_v2=any(d["kind"] == "TrainJob" for d in rendering.documents),
+            kserve=any(d["kind"] == "InferenceService" for d in rendering.documents),
         )
         cluster.down(quiet=True)
         cluster.up()

@@ -15,6 +15,7 @@ import zlib
 
 import pytest
 from runner_helpers import (
+    CPU_OVERLAY,
     Runner,
     container_pid,
     kubectl,
@@ -198,6 +199,35 @@ def test_the_trainjob_overlay_trains_through_trainer_v2_and_jobset(tmp_path, mni
     assert "[mnist-ddp-node-0-0-" in result.stdout and "[mnist-ddp-node-0-1-" in result.stdout
     assert re.search(r"rank0 INFO published .*models/mnist/(v\S+)", result.stdout), result.stdout
     assert "check: a drawn 1 sent through the frontend came back as" in result.stdout
+
+
+def test_the_kserve_overlay_serves_through_the_kserve_controller(tmp_path, mnist_dir):
+    overlay = write_overlay(tmp_path / "short-training", [trainer_args_patch("--epochs=1", "--batch-size=32")])
+    demo_dir = tmp_path / "demo"
+    result = run_local(
+        "--overlay", overlay, "--demo-dir", demo_dir, "--mnist-dir", mnist_dir,
+        "--frontend-port", free_port(), "--model-port", free_port(), "--exit-when-ready", timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    # The model is published: the demo does not apply the overlay's training job again.
+    kserve = CPU_OVERLAY.parent / "cpu-kserve"
+    frontend_port, model_port = free_port(), free_port()
+    runner = Runner(
+        "--overlay", kserve, "--demo-dir", demo_dir, "--frontend-port", frontend_port, "--model-port", model_port
+    )
+    try:
+        runner.wait_for("READY: open", STARTUP_TIMEOUT)
+        assert "InferenceService/mnist: available after" in runner.output()
+        # The real controller made the predictor: a Deployment it owns, MODEL_PORT its REST port (V1 and V2).
+        deployment = json.loads(kubectl(demo_dir, "get", "deployment", "mnist-predictor", "-o", "json").stdout)
+        assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
+        with urllib.request.urlopen(f"http://127.0.0.1:{model_port}/v2/models/mnist/ready", timeout=10) as answer:
+            assert answer.status == 200
+        assert predict(frontend_port, mnist_dir)["model_version"]
+        runner.proc.send_signal(signal.SIGINT)
+        assert runner.proc.wait(timeout=90) == 130, runner.output()
+    finally:
+        runner.kill()
 
 
 BROKEN = {
