@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_helpers import Runner, kubectl, trainer_args_patch, write_overlay
+from runner_helpers import Runner, kubectl
 from support.proc import running
 from support.processes import REPO, free_port
 
@@ -35,13 +35,9 @@ def script(demo_dir: Path, *args: str, timeout: float = 400) -> subprocess.Compl
     )  # fmt: skip
 
 
-def test_deploy_predict_and_teardown_against_the_demos_cluster(tmp_path, mnist_dir):
-    overlay = write_overlay(tmp_path / "short-training", [trainer_args_patch("--epochs=1", "--batch-size=32")])
-    demo_dir, model_port = tmp_path / "demo", free_port()
-    runner = Runner(
-        "--overlay", overlay, "--demo-dir", demo_dir, "--mnist-dir", mnist_dir,
-        "--frontend-port", free_port(), "--model-port", model_port,
-    )  # fmt: skip
+def test_deploy_predict_and_teardown_against_the_demos_cluster(published, mnist_dir):
+    demo_dir, model_port = Path(published[published.index("--demo-dir") + 1]), free_port()
+    runner = Runner(*published, "--frontend-port", free_port(), "--model-port", model_port)
     try:
         runner.wait_for("READY: open", STARTUP_TIMEOUT)
         deployed = script(demo_dir, "deploy.sh", "cpu", "--timeout", "300s")
