@@ -34,6 +34,20 @@ OWN_PORT_ENV_SUFFIX = "SERVICE_PORT"
 SELDON_PARAMETERS_ENV = "PREDICTIVE_UNIT_PARAMETERS"
 
 
+def paired_port(name: str, port: int, raw: dict[str, str], hosts: HostMap) -> int:
+    """The local port for `<X>_PORT` when `<X>_ADDR` or `<X>_HOST` names a Service that serves that port.
+
+    MASTER_ADDR and MASTER_PORT (the Training Operator), PET_MASTER_ADDR and PET_MASTER_PORT (Trainer v2):
+    the port of the rendezvous follows its Service to the local port behind it, like the host does.
+    """
+    prefix = name[: -len("_PORT")]
+    for sibling in (f"{prefix}_ADDR", f"{prefix}_HOST"):
+        service = hosts.service_of(raw.get(sibling, ""))
+        if service is not None and port in hosts.services[service]:
+            return hosts.services[service][port]
+    return port
+
+
 def seldon_parameters(value: str, paths: PathMap, workload: str) -> str:
     """PREDICTIVE_UNIT_PARAMETERS with each path-valued STRING parameter translated (refused under no mount)."""
     try:
@@ -383,6 +397,8 @@ def build_container_plan(
     for name, value in env.items():
         if name.endswith(OWN_PORT_ENV_SUFFIX) and value.isdigit() and int(value) in ports:
             env[name] = str(ports[int(value)])
+        elif name.endswith("_PORT") and value.isdigit():
+            env[name] = str(paired_port(name, int(value), raw, hosts))
     for name, value in injected:
         raw[name] = value
         env[name] = hosts.translate_text(value, f"env {name}", workload, names_a_host(name))

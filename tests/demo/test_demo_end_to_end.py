@@ -88,7 +88,8 @@ def test_from_nothing_to_a_prediction_through_the_frontend(tmp_path, mnist_dir):
         pods = json.loads(kubectl(demo_dir, "get", "pods", "-o", "json").stdout)["items"]
         owners = {p["metadata"]["name"]: p["metadata"]["ownerReferences"][0]["kind"] for p in pods}
         assert owners["mnist-ddp-master-0"] == owners["mnist-ddp-worker-0"] == "PyTorchJob"
-        assert sorted(owners.values()).count("ReplicaSet") == 2, owners
+        # The frontend, the model server (the Seldon stand-in's Deployment) and TensorBoard.
+        assert sorted(owners.values()).count("ReplicaSet") == 3, owners
         job = json.loads(kubectl(demo_dir, "get", "pytorchjob", "mnist-ddp", "-o", "json").stdout)
         assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in job["status"]["conditions"])
 

@@ -13,7 +13,7 @@ from local_cluster.node.components import (
     parse_dockerfile,
 )
 from local_cluster.node.errors import RefusedError
-from local_cluster.node.podspec import parse_quantity, resource_value
+from local_cluster.node.podspec import paired_port, parse_quantity, resource_value
 from local_cluster.node.translate import HostMap, Mount, PathMap, expand, translate_args, translate_word
 
 WORKLOAD = "Kind/name"
@@ -123,7 +123,7 @@ def test_outside_hosts_are_left_alone(hosts):
 
 
 def test_an_unknown_cluster_host_or_port_is_refused(hosts):
-    with pytest.raises(RefusedError, match="names no Service in the rendering"):
+    with pytest.raises(RefusedError, match="names no Service"):
         hosts.translate_text("http://mnist-clasifier-default:8000/api", "env URL", "Deployment/d")
     with pytest.raises(RefusedError, match="has no port 9000"):
         hosts.translate_text("http://mnist-classifier-default:9000/api", "env URL", "Deployment/d")
@@ -224,3 +224,12 @@ def test_frontend_settings_are_checked_against_what_it_publishes(hosts):
 def test_an_unset_url_setting_gets_its_in_cluster_default_resolved(hosts):
     added = check_settings(FRONTEND, {}, hosts, WORKLOAD)
     assert added == {"FRONTEND_SELDON_URL": "http://127.0.0.1:9100/api/v1.0/predictions"}
+
+
+def test_a_port_variable_follows_the_service_its_address_variable_names():
+    hosts = HostMap("default")
+    hosts.add("mnist-ddp-master-0", {23456: 40000})
+    raw = {"MASTER_ADDR": "mnist-ddp-master-0", "OTHER_HOST": "example.com"}
+    assert paired_port("MASTER_PORT", 23456, raw, hosts) == 40000
+    assert paired_port("OTHER_PORT", 23456, raw, hosts) == 23456
+    assert paired_port("MASTER_PORT", 1234, raw, hosts) == 1234
