@@ -137,14 +137,39 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def interrupt_handler(demo_pid: int):
+def start_time(pid: int) -> str | None:
+    """When `pid` started (clock ticks since boot), so that a reused pid is never signalled; None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+class Steps:
+    """The steps that kfp.local runs: each a `sh -c` child of this process, with the step's Python below it."""
+
+    def __init__(self, demo_pid: int):
+        self.demo_pid = demo_pid
+        self.signalled: dict[int, str | None] = {}
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to every step and what it started, and again to those signalled before that still run."""
+        todo = [child for child in children(os.getpid()) if child != self.demo_pid]
+        while todo:
+            pid = todo.pop()
+            self.signalled.setdefault(pid, start_time(pid))
+            todo += children(pid)
+        for pid, started in self.signalled.items():
+            if started is not None and start_time(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
+
+def interrupt_handler(steps: Steps):
     """Stop the running step first (kfp.local waits for it), then unwind to stop the demo."""
 
     def handler(signum, frame):
-        for child in children(os.getpid()):
-            if child != demo_pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, signal.SIGTERM)
+        steps.signal(signal.SIGTERM)
         raise KeyboardInterrupt
 
     return handler
@@ -234,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     demo_argv = ["-m", "local_cluster", "demo", "--overlay", str(args.overlay), "--demo-dir", str(args.demo_dir)]
     print(f"starting the demo in the background: {' '.join(demo_argv)}", flush=True)
     demo = Demo(demo_argv, args.demo_python, args.demo_dir / "pipeline-local-demo.log")
-    previous = {signum: signal.signal(signum, interrupt_handler(demo.proc.pid)) for signum in STOP_SIGNALS}
+    steps = Steps(demo.proc.pid)
+    previous = {signum: signal.signal(signum, interrupt_handler(steps)) for signum in STOP_SIGNALS}
     try:
         not_ready = demo.wait_ready(args.ready_timeout)
         if not_ready is not None:
@@ -254,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, handler)
         print("stopping the demo", flush=True)
         demo.stop()
+        # On an interruption kfp.local waits for its step only a moment: what has not ended yet goes now.
+        steps.signal(signal.SIGKILL)
     print(result.line, flush=True)
     return result.code
 

@@ -1,6 +1,6 @@
 """`make pipeline-local` end to end: the demo's real control plane, Training Operator and local node, and
 mnist-ddp-pipeline run by kfp.local against it; a gate that passes (`promoted <version>`, exit 0) and one
-that refuses (its reason, a non-zero exit, LATEST where it was). Nothing is left running after either.
+that refuses (its reason, a non-zero exit, LATEST where it was); a SIGTERM in mid-training. Nothing is left running.
 
 The first run finds no model: the demo trains one (the overlay's job, short here) and serves it, then the
 pipeline trains a candidate with its own parameters. The second run finds LATEST: the demo only serves.
@@ -9,6 +9,7 @@ pipeline trains a candidate with its own parameters. The second run finds LATEST
 import json
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -153,3 +154,27 @@ def test_a_refused_gate_says_why_exits_non_zero_and_latest_stays(setup, promoted
     # LATEST existed: the demo served it without training again.
     assert "[demo] PyTorchJob/mnist-ddp: not applied" in result.stdout
     assert "Inner task failed: 'refuse'" in result.stdout
+
+
+def test_sigterm_in_mid_training_stops_the_step_and_the_demo(setup, promoted):
+    _, served = promoted
+    models = Path(setup["DEMO_DIR"]) / MODELS
+    env = {**setup, "PYTHONPATH": os.pathsep.join([str(REPO / "pipelines"), str(REPO / "trainer")])}
+    argv = [venv_bin("pipelines"), "-m", "mnist_pipeline.run_local", "--demo-python", venv_bin("tools")]
+    argv += ["--epochs", "500", "--batch-size", "32"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if re.search(r"\[mnist-ddp-master-0\] .* epoch 2/500: ", line):
+                proc.send_signal(signal.SIGTERM)
+                break
+        lines += proc.stdout.readlines()
+        assert proc.wait(timeout=180) == 130, "".join(lines[-80:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert lines[-1] == "interrupted: the demo and every step stopped\n", "".join(lines[-80:])
+    assert_nothing_left_running(setup)
+    assert (models / "LATEST").read_text().strip() == served
