@@ -42,7 +42,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The demo stops the node's containers (15 s grace each at most) and then the control plane.
 STOP_TIMEOUT_SECONDS = 120.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-PROMOTED, REFUSED, DEMO_FAILED, INTERRUPTED = 0, 1, 2, 130
+PROMOTED, NOT_PROMOTED, DEMO_FAILED, INTERRUPTED = 0, 1, 2, 130
 
 
 class Demo:
@@ -122,10 +122,10 @@ def outcome(run_dir: Path | None, failure: str | None) -> Outcome:
         return Outcome(PROMOTED, f"promoted {promoted}")
     evaluated = step_outputs(run_dir, "evaluate")
     if evaluated.get("passed") is False:
-        return Outcome(REFUSED, evaluated["reason"])
+        return Outcome(NOT_PROMOTED, evaluated["reason"])
     if failure is not None:
-        return Outcome(REFUSED, f"{ANSI.sub('', failure)} (the step's log above says why)")
-    return Outcome(REFUSED, "the pipeline ended without promoting (kfp.local recorded no promote step)")
+        return Outcome(NOT_PROMOTED, f"{ANSI.sub('', failure)} (the step's log above says why)")
+    return Outcome(NOT_PROMOTED, "the pipeline ended without promoting (kfp.local recorded no promote step)")
 
 
 def children(pid: int) -> list[int]:
@@ -215,6 +215,7 @@ def step_environment(demo_dir: Path) -> dict[str, str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The flags, with the demo's settings from the environment as `make demo` takes them."""
     env = os.environ
     p = argparse.ArgumentParser(prog="python -m mnist_pipeline.run_local", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -236,10 +237,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--kubectl", help="kubectl that renders the overlay (default: the one beside --demo-python)")
     p.add_argument("--workers", type=int, help="the pipeline's workers (default: the overlay's Worker replicas)")
-    p.add_argument("--epochs", type=int, default=pipeline.EPOCHS, help="(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=pipeline.BATCH_SIZE, help="(default: %(default)s)")
-    p.add_argument("--min-accuracy", type=float, default=gate.DEFAULT_MIN_ACCURACY, help="(default: %(default)s)")
-    p.add_argument("--max-regression", type=float, default=gate.DEFAULT_MAX_REGRESSION, help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=pipeline.EPOCHS, help="training epochs (default: %(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=pipeline.BATCH_SIZE, help="global batch size (default: %(default)s)"
+    )
+    p.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=gate.DEFAULT_MIN_ACCURACY,
+        help="the gate's lowest accuracy (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-regression",
+        type=float,
+        default=gate.DEFAULT_MAX_REGRESSION,
+        help="how far below the served version's accuracy the gate lets a candidate be (default: %(default)s)",
+    )
     p.add_argument(
         "--ready-timeout",
         type=float,
