@@ -71,6 +71,12 @@ def binaries(versions: Versions) -> list[Binary]:
             versions["TRAINER_VERSION"],
             "github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager",
         ),
+        Binary(
+            "kserve-controller-manager",
+            "github.com/kserve/kserve",
+            versions["KSERVE_VERSION"],
+            "github.com/kserve/kserve/cmd/manager",
+        ),
     ]
 
 

@@ -9,10 +9,10 @@ the API server at `https://127.0.0.1:<port>`, served over TLS with a certificate
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +22,15 @@ from pathlib import Path
 import requests
 import yaml
 
-from local_cluster import build, pki, trainer_v2
+from local_cluster import build, kserve, pki, ports, trainer_v2
+from local_cluster.api import Api
 from local_cluster.processes import ProcessTable, is_running
 from local_cluster.versions import load_versions
 
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_NAMESPACE = "kubeflow"
 SERVICE_CIDR = "10.96.0.0/16"
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 KEEPER = REPO / "local_cluster" / "node" / "keeper.py"
 INIT_CONTAINER_TEMPLATE = REPO / "operators" / "training-operator" / "init-container.yaml"
 # The one webhook of the Training Operator that matters here (it runs only its PyTorchJob controller).
@@ -62,19 +64,14 @@ class Ports:
     trainer_metrics: int
     trainer_probes: int
     trainer_status: int
+    kserve_webhook: int
+    kserve_metrics: int
+    kserve_probes: int
 
     @classmethod
     def free(cls) -> Ports:
-        """Ports that are free right now, chosen by the kernel."""
-        sockets = []
-        for _ in cls.__dataclass_fields__:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        ports = cls(*(s.getsockname()[1] for s in sockets))
-        for s in sockets:
-            s.close()
-        return ports
+        """Ports that are free right now, outside the ephemeral range (local_cluster/ports.py)."""
+        return cls(*ports.free_ports(len(cls.__dataclass_fields__)))
 
 
 class ControlPlane:
@@ -89,15 +86,18 @@ class ControlPlane:
         kubeconfig: Path | None = None,
         tied_to_caller: bool = False,
         trainer_v2: bool = True,
+        kserve: bool = True,
     ):
         """`tied_to_caller`: the processes stop when this Python process dies (the demo); `trainer_v2`: start
-        Trainer v2 and JobSet too (the Training Operator always runs)."""
+        Trainer v2 and JobSet too (the Training Operator always runs); `kserve`: start the KServe controller."""
         self.state_dir = state_dir.resolve()
         self.crds_dir = crds_dir
         self.log = log
         self.table = ProcessTable(self.state_dir, keeper=KEEPER if tied_to_caller else None)
         self.kubeconfig = (kubeconfig or self.state_dir / "kubeconfig").resolve()
         self.with_trainer_v2 = trainer_v2
+        self.with_kserve = kserve
+        self._api: Api | None = None
         self.pki = pki.ensure_pki(build.cache_dir() / "pki")
         self.ports_file = self.state_dir / "ports.json"
 
@@ -118,13 +118,17 @@ class ControlPlane:
         try:
             self._start_etcd(binaries["etcd"], ports, deadline)
             self._start_apiserver(binaries["kube-apiserver"], ports, deadline)
+            # The controller manager needs no CRD: it starts while they are installed.
+            self._start_controller_manager(binaries["kube-controller-manager"], ports)
             self._install_crds(deadline)
-            self._start_controller_manager(binaries["kube-controller-manager"], ports, deadline)
+            self._wait("kube-controller-manager", f"https://127.0.0.1:{ports.controller_manager}/healthz", deadline)
             self._mount_webhook_certs()
             self._start_training_operator(binaries["training-operator"], ports, deadline)
             if self.with_trainer_v2:
                 trainer_v2.start_jobset(self, binaries["jobset"], ports, deadline)
                 trainer_v2.start_trainer(self, binaries["trainer-controller-manager"], ports, deadline)
+            if self.with_kserve:
+                kserve.start_kserve(self, binaries["kserve-controller-manager"], ports, deadline)
             self._wait_for_default_service_account(deadline)
         except ClusterError:
             self.down(quiet=True)
@@ -172,20 +176,34 @@ class ControlPlane:
                 input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
             )
 
+    def api(self) -> Api:
+        """A REST client for this cluster (kubectl costs a process per call; CRDs are megabytes)."""
+        if self._api is None:
+            self._api = Api(self.kubeconfig, timeout_s=60)
+        return self._api
+
     def apply_crds(self, crds: list[dict], deadline: float) -> None:
         """Server-side apply CRDs, then wait until each is Established."""
-        self.apply_objects([open_untyped_items(c) for c in crds if c.get("kind") == "CustomResourceDefinition"])
-        waiting = {c["metadata"]["name"] for c in crds if c.get("kind") == "CustomResourceDefinition"}
+        crds = [open_untyped_items(c) for c in crds if c.get("kind") == "CustomResourceDefinition"]
+        for crd in crds:
+            self.api().request(
+                "PATCH",
+                f"{CRD_PATH}/{crd['metadata']['name']}",
+                crd,
+                "application/apply-patch+yaml",
+                fieldManager="local-cluster",
+                force="true",
+            )
+        waiting = {c["metadata"]["name"] for c in crds}
         while waiting:
-            listed = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
-            for crd in listed:
-                conditions = (crd.get("status") or {}).get("conditions") or []
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                    waiting.discard(crd["metadata"]["name"])
+            for name in sorted(waiting):
+                conditions = (self.api().request("GET", f"{CRD_PATH}/{name}").get("status") or {}).get("conditions")
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions or []):
+                    waiting.discard(name)
             if waiting and time.monotonic() > deadline:
                 raise ClusterError(f"CRDs not Established in time: {', '.join(sorted(waiting))}")
             if waiting:
-                time.sleep(0.2)
+                time.sleep(0.1)
 
     def start_controller(self, name: str, argv: list[str], probe_port: int, deadline: float, env=None) -> None:
         """Start an operator with this cluster's kubeconfig and wait until its /readyz answers."""
@@ -256,7 +274,7 @@ class ControlPlane:
         )
         self._wait("kube-apiserver", f"https://127.0.0.1:{ports.apiserver}/readyz", deadline)
 
-    def _start_controller_manager(self, binary: Path, ports: Ports, deadline: float) -> None:
+    def _start_controller_manager(self, binary: Path, ports: Ports) -> None:
         p = self.pki
         self.table.start(
             "kube-controller-manager",
@@ -276,7 +294,6 @@ class ControlPlane:
                 "--use-service-account-credentials=false",
             ],
         )
-        self._wait("kube-controller-manager", f"https://127.0.0.1:{ports.controller_manager}/healthz", deadline)
 
     def _start_training_operator(self, binary: Path, ports: Ports, deadline: float) -> None:
         self._register_training_operator_webhook(ports)
@@ -299,10 +316,7 @@ class ControlPlane:
     # --- what the operators' installs would create -------------------------------------------------
     def _install_crds(self, deadline: float) -> None:
         """Every CRD in the CRDs folder, applied server-side, and the operators' namespace."""
-        crds = []
-        for path in sorted(self.crds_dir.glob("*.yaml")):
-            docs = yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            crds += [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
+        crds = [crd for path in sorted(self.crds_dir.glob("*.yaml")) for crd in crds_of(path)]
         if not crds:
             raise ClusterError(f"no CRDs in {self.crds_dir}: run `make crds` or set CRDS_DIR")
         self.log(f"local-cluster: installing {len(crds)} CRDs from {self.crds_dir}")
@@ -368,9 +382,9 @@ class ControlPlane:
     def _wait_for_default_service_account(self, deadline: float) -> None:
         """Pods need the `default` ServiceAccount, which the controller manager creates."""
         while time.monotonic() < deadline:
-            if self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0:
+            if self.api().get("ServiceAccount", "default", "default") is not None:
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise ClusterError("the controller manager did not create the default ServiceAccount in time")
 
     # --- helpers -------------------------------------------------------------------------------------
@@ -399,6 +413,7 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
+        self._api = None
 
     def _ready(self, url: str, tls: bool = True) -> bool:
         try:
@@ -421,6 +436,21 @@ class ControlPlane:
                 return
             time.sleep(0.2)
         raise ClusterError(f"{name} was not ready in time ({url}):\n{self.table.log_tail(name)}")
+
+
+def crds_of(path: Path) -> list[dict]:
+    """The CRDs of a YAML file, parsed once per content and then read from a JSON copy (YAML is slow)."""
+    text = path.read_bytes()
+    cached = build.cache_dir() / "crds" / f"{hashlib.sha256(text).hexdigest()}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    docs = yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    crds = [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staged = cached.with_suffix(f".{os.getpid()}.tmp")
+    staged.write_text(json.dumps(crds))
+    os.replace(staged, cached)
+    return crds
 
 
 def open_untyped_items(node):

@@ -26,8 +26,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_cluster.api import Api, ApiError
 from local_cluster.control_plane import ClusterError, ControlPlane
-from local_cluster.node.api import Api, ApiError
 from local_cluster.node.errors import RefusedError, WorkloadFailedError
 from local_cluster.node.podspec import port_is_free
 from local_cluster.node.render import Rendering, render_overlay
@@ -40,6 +40,9 @@ BIND_ADDRESSES = ("127.0.0.1", "0.0.0.0")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 MNIST_FILES = ("-ubyte", "-ubyte.gz")
 TRAINING_KINDS = ("PyTorchJob", "TrainJob")
+# Served next to the overlay's workloads, over the trainer's event files on the claim.
+TENSORBOARD_COMPONENT = REPO / "components" / "tensorboard"
+TENSORBOARD = "mnist-tensorboard"
 # A container that cannot be configured (a path under no mount, a Service that never appears) stays so.
 CONFIG_ERROR_GRACE_S = 10.0
 POLL_S = 0.5
@@ -55,8 +58,10 @@ class Settings:
     mnist_dir: Path | None = None
     frontend_port: int = 8080
     model_port: int = 9000
+    tensorboard_port: int = 6006
     retrain: bool = False
     exit_when_ready: bool = False
+    started: float = 0.0
     ready_timeout: float = 300.0
     bind_address: str = "127.0.0.1"
     backoff_seconds: float = 10.0
@@ -226,6 +231,31 @@ def predict_through_frontend(port: int, where: str, timeout: float = 30.0) -> di
     return answer
 
 
+def with_tensorboard(overlay: Path, folder: Path) -> Path:
+    """A kustomization in `folder`: the overlay plus components/tensorboard, as a user would add it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(overlay.resolve(), folder)],
+        "components": [os.path.relpath(TENSORBOARD_COMPONENT, folder)],
+    }
+    (folder / "kustomization.yaml").write_text(json.dumps(kustomization, indent=1))
+    return folder
+
+
+def render(settings: Settings, console: Console) -> Rendering:
+    """The overlay's objects, with TensorBoard added unless the overlay has it already."""
+    console.say(f"rendering {settings.overlay} with kubectl kustomize")
+    rendering = Rendering.from_yaml(render_overlay(settings.overlay))
+    if rendering.get("Deployment", TENSORBOARD) is None:
+        console.say(f"adding {TENSORBOARD_COMPONENT.relative_to(REPO)} (TensorBoard over the trainer's event files)")
+        rendering = Rendering.from_yaml(
+            render_overlay(with_tensorboard(settings.overlay, settings.demo_dir / "overlay"))
+        )
+    return rendering
+
+
 def port_owner(port: int) -> str | None:
     """Which process listens on TCP `port`, as "pid N (command)", from /proc (Linux); None if unknown."""
     inodes = set()
@@ -250,7 +280,11 @@ def port_owner(port: int) -> str | None:
 def ports_in_use(settings: Settings, console: Console) -> bool:
     """Say which of FRONTEND_PORT and MODEL_PORT is taken, and by whom."""
     busy = False
-    for port, what in ((settings.frontend_port, "FRONTEND_PORT"), (settings.model_port, "MODEL_PORT")):
+    for port, what in (
+        (settings.frontend_port, "FRONTEND_PORT"),
+        (settings.model_port, "MODEL_PORT"),
+        (settings.tensorboard_port, "TENSORBOARD_PORT"),
+    ):
         if not port_is_free(port):
             owner = port_owner(port)
             console.say(
@@ -295,6 +329,7 @@ def node_process(settings: Settings, kubeconfig: Path) -> NodeProcess:
         f"--publish=frontend={settings.frontend_port}",
         f"--publish=serving={settings.model_port}",
         f"--publish=kserve={settings.model_port}",
+        f"--publish=tensorboard={settings.tensorboard_port}",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     return NodeProcess(argv, env, REPO)
@@ -406,6 +441,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 def run(settings: Settings, console: Console) -> int:
     """The whole demo; 0 ready (or stopped by the user), 1 a workload failed, 2 refused, 130 interrupted."""
+    settings.started = time.monotonic()
     previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS}
     supervisor = Supervisor(RawConsole(), settings.demo_dir / STATE_FILE, MAX_GRACE_SECONDS + 5)
     try:
@@ -428,8 +464,7 @@ def run(settings: Settings, console: Console) -> int:
             )
         if ports_in_use(settings, console):
             return 1
-        console.say(f"rendering {settings.overlay} with kubectl kustomize")
-        rendering = Rendering.from_yaml(render_overlay(settings.overlay))
+        rendering = render(settings, console)
         training = training_of(rendering, settings.demo_dir / "pvc")
         train = prepare_training(training, settings, console)
         objects = [d for d in rendering.documents if train or d["kind"] not in TRAINING_KINDS]
@@ -440,6 +475,7 @@ def run(settings: Settings, console: Console) -> int:
             kubeconfig=settings.demo_dir / "kubeconfig",
             tied_to_caller=True,
             trainer_v2=any(d["kind"] == "TrainJob" for d in rendering.documents),
+            kserve=any(d["kind"] == "InferenceService" for d in rendering.documents),
         )
         cluster.down(quiet=True)
         cluster.up()
@@ -495,18 +531,27 @@ def _follow(settings, console, rendering, training, cluster, node) -> int:
                 training.name, f"Failed: {message}", watch.last_lines(training.obj["metadata"]["name"])
             )
         console.say(f"{training.name}: {kind}")
-    deadline = time.monotonic() + settings.ready_timeout
+    started = time.monotonic()
+    deadline = started + settings.ready_timeout
+    pending = None
     while waiting := watch.serving_ready(rendering):
+        for ready in sorted(set(pending or []) - set(waiting)):
+            console.say(f"{ready}: available after {time.monotonic() - started:.0f} s")
+        pending = waiting
         alive()
         if time.monotonic() > deadline:
             raise WorkloadFailedError(", ".join(waiting), f"not available after {settings.ready_timeout:.0f} s")
         time.sleep(POLL_S)
-    console.say("serving: available")
+    console.say(f"serving: available after {time.monotonic() - started:.0f} s")
     answer = predict_through_frontend(settings.frontend_port, "Deployment/mnist-frontend")
     console.say(
         f"check: a drawn 1 sent through the frontend came back as {answer.get('prediction')} "
         f"(model {answer.get('model_version')})"
     )
+    if rendering.get("Deployment", TENSORBOARD) is not None:
+        # localhost: TensorBoard binds the IPv6 loopback address (its --bind_all asks for the IPv6 wildcard).
+        console.say(f"TensorBoard: http://localhost:{settings.tensorboard_port}/")
+    console.say(f"up in {time.monotonic() - settings.started:.1f} s")
     console.say(f"READY: open http://127.0.0.1:{settings.frontend_port}/ (Ctrl-C stops everything)")
     if settings.exit_when_ready:
         return 0

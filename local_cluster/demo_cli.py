@@ -12,7 +12,7 @@ from local_cluster.node.supervisor import Console
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     """Flags, with defaults from OVERLAY, MNIST_DIR, DEMO_DIR, CRDS_DIR, FRONTEND_PORT, MODEL_PORT,
-    DEMO_BIND_ADDRESS, RETRAIN."""
+    TENSORBOARD_PORT, DEMO_BIND_ADDRESS, RETRAIN."""
     env = os.environ
     parser = argparse.ArgumentParser(prog="python -m local_cluster demo", description=__doc__)
     parser.add_argument(
@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="local REST port of the model server (default: $MODEL_PORT, else 9000)",
     )
     parser.add_argument(
+        "--tensorboard-port",
+        type=int,
+        default=int(env.get("TENSORBOARD_PORT") or "6006"),
+        help="local port of TensorBoard (default: $TENSORBOARD_PORT, else 6006)",
+    )
+    parser.add_argument(
         "--bind-address",
         default=env.get("DEMO_BIND_ADDRESS") or "127.0.0.1",
         help="address every server of the run listens on: 127.0.0.1 (this machine only) or 0.0.0.0 (every "
@@ -91,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         mnist_dir=args.mnist_dir.resolve() if args.mnist_dir else None,
         frontend_port=args.frontend_port,
         model_port=args.model_port,
+        tensorboard_port=args.tensorboard_port,
         retrain=args.retrain,
         exit_when_ready=args.exit_when_ready,
         ready_timeout=args.ready_timeout,

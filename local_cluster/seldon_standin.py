@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 
-from local_cluster.node.api import Api, ApiError
+from local_cluster.api import Api, ApiError
 from local_cluster.node.supervisor import Console
 
 MANAGER = "seldon-standin"
@@ -34,7 +34,7 @@ DEFAULT_PORTS = {"http": 9000, "grpc": 9500, "metrics": 6000}
 EXECUTOR_HTTP_PORT = 8000
 EXECUTOR_GRPC_PORT = 5001
 METRICS_PATH = "/prometheus"
-SYNC_S = 1.0
+SYNC_S = 0.5
 
 
 class UnsupportedError(Exception):

@@ -12,10 +12,25 @@ import sys
 import threading
 from pathlib import Path
 
-from local_cluster.node.api import Api
+from local_cluster.api import Api
 from local_cluster.node.kubelet import BACKOFF_S, Node
 from local_cluster.node.supervisor import Console
 from local_cluster.seldon_standin import SeldonStandIn
+
+
+class Tee:
+    """Writes to the console and to the node's own log file (`<state-dir>/node.log`)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> None:
+        for stream in self.streams:
+            stream.write(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
 
 
 def publish_flag(text: str) -> tuple[str, int]:
@@ -55,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-seldon-standin", action="store_true", help="do not reconcile SeldonDeployments")
     args = parser.parse_args(argv)
 
-    console = Console(name="node")
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(Tee(sys.stdout, (args.state_dir / "node.log").open("a")), name="node")
     api = Api(args.kubeconfig)
     node = Node(
         api,

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from local_cluster.node.api import Api, ApiError
+from local_cluster.api import Api, ApiError
 from local_cluster.node.components import component_for_image
 from local_cluster.node.errors import RefusedError
 from local_cluster.node.pod_worker import NotYetError, PodWorker, log_dir, now_rfc3339
@@ -41,6 +41,7 @@ SYNC_S = 0.5
 LEASE_S = 40
 HEARTBEAT_S = 10.0
 BACKOFF_S = 10.0
+MAX_SHUTDOWN_S = 35.0
 # First on every process's PYTHONPATH: its sitecustomize makes servers that bind every interface bind
 # DEMO_BIND_ADDRESS instead.
 BIND_ADDRESS_SHIM = Path(__file__).resolve().parent / "bind_address"
@@ -60,6 +61,20 @@ class ApiObjects:
 
     def namespace(self) -> str:
         return self.namespace_name
+
+    def token(self, service_account: str, audience: str | None, expiration_s: int, pod) -> str:
+        """A token for the pod's ServiceAccount, bound to the pod, from the TokenRequest API."""
+        spec = {
+            "expirationSeconds": max(expiration_s, 600),
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.pod_name, "uid": pod.uid},
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        path = self.api.path("ServiceAccount", self.namespace_name, service_account, "token")
+        answer = self.api.request(
+            "POST", path, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        )
+        return answer["status"]["token"]
 
 
 class PodConsole(Console):
@@ -130,6 +145,12 @@ class Node:
                     self.console.say(f"node: sync failed, retrying: {err}")
                 self.stopping.wait(SYNC_S)
         finally:
+            # Each pod stops its containers with its own grace period, all pods at once, as a kubelet
+            # shutting down does; what is left after that, the supervisor stops.
+            for worker in self.workers.values():
+                worker.vanish(grace=float(worker.pod["spec"].get("terminationGracePeriodSeconds", 30)))
+            for worker in self.workers.values():
+                worker.join(timeout=MAX_SHUTDOWN_S)
             self.supervisor.close()
             shutil.rmtree(self.pods_dir, ignore_errors=True)
 
@@ -211,8 +232,8 @@ class Node:
             spec, meta = pod["spec"], pod["metadata"]
             if not spec.get("nodeName") and not meta.get("deletionTimestamp"):
                 ours = not self.bind_namespaces or meta["namespace"] in self.bind_namespaces
-                if ours and spec.get("schedulerName", "default-scheduler") == "default-scheduler":
-                    self.bind(pod)
+                if ours and spec.get("schedulerName", "default-scheduler") == "default-scheduler" and self.bind(pod):
+                    self.run_pod({**pod, "spec": {**spec, "nodeName": self.name}})
             elif spec.get("nodeName") == self.name:
                 self.run_pod(pod)
         present = {p["metadata"]["uid"] for p in self.pods}
@@ -224,8 +245,8 @@ class Node:
                 with self.ports_lock:
                     self.ports.pop(uid, None)
 
-    def bind(self, pod: dict) -> None:
-        """Assign the pod to this node (what the scheduler would do)."""
+    def bind(self, pod: dict) -> bool:
+        """Assign the pod to this node (what the scheduler would do); False if it is gone or bound already."""
         meta = pod["metadata"]
         binding = {
             "apiVersion": "v1",
@@ -238,6 +259,8 @@ class Node:
         except ApiError as err:
             if err.status not in (404, 409):
                 raise
+            return False
+        return True
 
     def run_pod(self, pod: dict) -> None:
         """Start a worker for a new pod, or hand the newest object to its worker."""

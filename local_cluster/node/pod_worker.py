@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from local_cluster.node.api import ApiError
+from local_cluster.api import ApiError
 from local_cluster.node.components import component_for_image, image_defaults
 from local_cluster.node.errors import RefusedError
 from local_cluster.node.podspec import ContainerPlan, PodContext, build_container_plan, prepare_volumes
@@ -108,11 +108,15 @@ class PodWorker(threading.Thread):
             if pod["metadata"].get("deletionTimestamp") and self.stop_grace is None:
                 self.stop_grace = float(pod["metadata"].get("deletionGracePeriodSeconds", 30))
 
-    def vanish(self) -> None:
-        """The pod object is gone (force-deleted): stop at once."""
+    def vanish(self, grace: float | None = None) -> None:
+        """The pod object is gone (force-deleted), or the node stops: stop its containers, report nothing more.
+
+        `grace` defaults to none for a force-deleted pod; the node passes the pod's own when it shuts down.
+        """
         with self.lock:
             self.gone = True
-            self.stop_grace = 0.0 if self.stop_grace is None else self.stop_grace
+            if self.stop_grace is None:
+                self.stop_grace = 0.0 if grace is None else grace
 
     def stop_requested(self) -> bool:
         with self.lock:
@@ -161,7 +165,7 @@ class PodWorker(threading.Thread):
                 self.inits, self.containers = self._plans()
                 self.message = None
                 return True
-            except NotYetError as wait:
+            except (NotYetError, ApiError, OSError) as wait:
                 self._waiting_all("ContainerCreating", str(wait))
             except RefusedError as refusal:
                 # A kubelet reports a container it cannot configure this way, and keeps retrying.

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local_cluster import ports
 from local_cluster.node.component_settings import check_settings
 from local_cluster.node.components import Component, ImageDefaults, container_argv, resolve_program
 from local_cluster.node.errors import RefusedError
@@ -80,10 +81,8 @@ def port_is_free(port: int) -> bool:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free right now (outside the ephemeral range, see local_cluster/ports.py)."""
+    return ports.free_port()
 
 
 @dataclass
@@ -144,13 +143,42 @@ def prepare_volumes(pod: PodContext, scratch: Path, rendering: Rendering, claims
             pod.volumes[name] = _fresh_dir(pod_dir / name)
         elif "configMap" in volume or "secret" in volume:
             pod.volumes[name] = _project_files(pod, volume, pod_dir / name, rendering)
+        elif "projected" in volume and hasattr(rendering, "token"):
+            pod.volumes[name] = _projected(pod, volume, pod_dir / name, rendering)
         else:
             kinds = sorted(set(volume) - {"name"})
             raise RefusedError(
                 pod.workload,
-                f"volume {name} of type {kinds} is not emulated "
-                "(persistentVolumeClaim, emptyDir, configMap, secret are)",
+                f"volume {name} of type {kinds} is not run by the local node "
+                "(persistentVolumeClaim, emptyDir, configMap, secret, projected are)",
             )
+
+
+def _projected(pod: PodContext, volume: dict, target: Path, objects) -> Path:
+    """A projected volume (the service account token volume the API server adds): token, configMaps, secrets,
+    downward API fields, written as files."""
+    _fresh_dir(target)
+    for source in volume["projected"].get("sources", []):
+        files: dict[str, str] = {}
+        if "serviceAccountToken" in source:
+            token = source["serviceAccountToken"]
+            files[token["path"]] = objects.token(
+                pod.spec.get("serviceAccountName", "default"),
+                token.get("audience"),
+                int(token.get("expirationSeconds", 3600)),
+                pod,
+            )
+        for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+            if key in source:
+                data = _object_data(objects, kind, source[key]["name"]) or {}
+                items = source[key].get("items") or [{"key": k, "path": k} for k in data]
+                files.update({item["path"]: data[item["key"]] for item in items if item["key"] in data})
+        for item in (source.get("downwardAPI") or {}).get("items", []):
+            files[item["path"]] = field_value(pod, item["fieldRef"]["fieldPath"], pod.workload)
+        for path, text in files.items():
+            (target / path).parent.mkdir(parents=True, exist_ok=True)
+            (target / path).write_text(text)
+    return target
 
 
 def _fresh_dir(path: Path) -> Path:

@@ -26,13 +26,19 @@ class ProbeSpec:
     success_threshold: int = 1
 
     def check(self) -> bool:
-        """One attempt, as the kubelet makes it."""
+        """One attempt, as the kubelet makes it, on 127.0.0.1 and, if refused there, on ::1.
+
+        ::1 because a server that binds the IPv6 wildcard (TensorBoard's --bind_all) is given
+        the IPv6 loopback address by the bind-address shim.
+        """
+        return any(self._check(host) for host in ("127.0.0.1", "[::1]"))
+
+    def _check(self, host: str) -> bool:
         try:
             if self.kind == "http":
-                url = f"http://127.0.0.1:{self.port}{self.path}"
-                with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-                    return 200 <= response.status < 400
-            with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout_s):
+                with urllib.request.urlopen(f"http://{host}:{self.port}{self.path}", timeout=self.timeout_s) as answer:
+                    return 200 <= answer.status < 400
+            with socket.create_connection((host.strip("[]"), self.port), timeout=self.timeout_s):
                 return True
         except (OSError, urllib.error.URLError, ValueError):
             return False

@@ -339,6 +339,8 @@ class Supervisor:
     def __init__(self, console: Console, state_file: Path | None = None, max_grace: float | None = None):
         self.console = console
         self.processes: list[Process] = []
+        # The node starts containers from several threads: one writer of the list and the state file at a time.
+        self.lock = threading.RLock()
         self.state = StateFile(state_file) if state_file is not None else None
         self.max_grace = max_grace
 
@@ -349,16 +351,18 @@ class Supervisor:
     def start(self, plan: ProcessSpec, console: Console | None = None) -> Process:
         """Start a process for `plan` and remember it; its output goes to `console` (default: the supervisor's)."""
         process = Process(plan, console or self.console, self.max_grace, on_start=self._record)
-        self.processes.append(process)
+        with self.lock:
+            self.processes.append(process)
         return process.start()
 
     def _record(self, _process: Process | None = None) -> None:
         if self.state is not None:
-            self.state.record(self.processes)
+            with self.lock:
+                self.state.record(list(self.processes))
 
     def stop_all(self) -> None:
         """Stop every process still running, newest first (the frontend before the model it calls)."""
-        for process in reversed(self.processes):
+        for process in reversed(list(self.processes)):
             process.stop()
             self._record()
 

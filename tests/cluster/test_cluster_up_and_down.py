@@ -11,9 +11,10 @@ from manifests.rendering import REPO
 from manifests.strict_schema import crds_dir
 from support.proc import listening_sockets, process_tree, running
 
-# The Training Operator's main.go takes the webhook server's port but not its address (controller-runtime's
-# webhook.Options.Host is not exposed), so it alone listens on every interface (docs/manifests.md).
-EVERY_INTERFACE_ALLOWED = {"training-operator": "operator_webhook"}
+# The Training Operator's and KServe's main.go take the webhook server's port but not its address
+# (controller-runtime's webhook.Options.Host is not exposed), so their webhooks alone listen on every
+# interface (docs/manifests.md).
+EVERY_INTERFACE_ALLOWED = {"training-operator": "operator_webhook", "kserve-controller-manager": "kserve_webhook"}
 
 
 def local_cluster(command: str, state_dir) -> subprocess.CompletedProcess:
@@ -49,6 +50,7 @@ def test_up_twice_loopback_only_then_down_twice(second_cluster):
         "training-operator",
         "jobset",
         "trainer-controller-manager",
+        "kserve-controller-manager",
     ]
     ports = json.loads((second_cluster / "ports.json").read_text())
     pids = [pid for r in records for pid in process_tree(r["pid"])]
@@ -62,8 +64,8 @@ def test_up_twice_loopback_only_then_down_twice(second_cluster):
     down = local_cluster("down", second_cluster)
     assert down.returncode == 0, down.stderr
     assert (
-        "stopped etcd, kube-apiserver, kube-controller-manager, training-operator, jobset, trainer-controller-manager"
-        in (down.stdout)
+        "stopped etcd, kube-apiserver, kube-controller-manager, training-operator, jobset, trainer-controller-manager,"
+        " kserve-controller-manager" in (down.stdout)
     )
     assert running(pids) == [], "cluster-down left processes running"
     down_again = local_cluster("down", second_cluster)

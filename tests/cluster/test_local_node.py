@@ -45,6 +45,10 @@ def node(cluster, tmp_path_factory):
         stdout=(root / "node.log").open("w"),
         stderr=subprocess.STDOUT,
     )
+    deadline = time.monotonic() + 60
+    while cluster.kubectl("get", "node", "local-node", check=False).returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, (root / "node.log").read_text()
+        time.sleep(0.3)
     yield {"namespace": namespace, "root": root, "proc": proc, "cluster": cluster}
     proc.terminate()
     proc.wait(timeout=60)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import yaml
-from support.processes import REPO
+from support.processes import REPO, free_port
 
 DEMO = [sys.executable, "-m", "local_cluster", "demo"]
 CPU_OVERLAY = REPO / "overlays" / "cpu"
@@ -24,7 +24,16 @@ RUNNER_ENV = (
     "RETRAIN",
     "OVERLAY",
     "DEMO_BACKOFF_SECONDS",
+    "TENSORBOARD_PORT",
 )
+
+
+def demo_command(args) -> list[str]:
+    """The demo's command line; TensorBoard on a free port unless the test chooses one."""
+    words = [str(a) for a in args]
+    if "--tensorboard-port" not in words:
+        words += ["--tensorboard-port", str(free_port())]
+    return [*DEMO, *words]
 
 
 def write_overlay(folder: Path, patches: list[dict]) -> Path:
@@ -53,15 +62,37 @@ def trainer_args_patch(*extra: str) -> dict:
     return {"target": {"kind": "PyTorchJob", "name": "mnist-ddp"}, "ops": ops}
 
 
+def write_trainjob_overlay(folder: Path, *extra: str) -> Path:
+    """overlays/cpu-trainjob with `extra` appended to the TrainJob's trainer arguments."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ops = [{"op": "add", "path": "/spec/trainer/args/-", "value": arg} for arg in extra]
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(CPU_OVERLAY.parent / "cpu-trainjob", folder)],
+        "patches": [{"target": {"kind": "TrainJob", "name": "mnist-ddp"}, "patch": json.dumps(ops)}],
+    }
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return folder
+
+
 def runner_env() -> dict[str, str]:
     """The environment without the demo's settings; CRDS_DIR stays (the demo installs those CRDs)."""
     return {k: v for k, v in os.environ.items() if k not in RUNNER_ENV}
 
 
 def run_local(*args, timeout: float) -> subprocess.CompletedProcess:
-    """Run the demo with `args` to completion; output is stdout and stderr together."""
+    """Run the demo with `args` to completion; output is stdout and stderr together (shown on a timeout too)."""
+    try:
+        return _run_demo(args, timeout)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.output.decode(errors="replace") if isinstance(expired.output, bytes) else expired.output
+        raise AssertionError(f"the demo did not finish in {timeout} s:\n{(output or '')[-20000:]}") from None
+
+
+def _run_demo(args, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*DEMO, *map(str, args)],
+        demo_command(args),
         cwd=REPO,
         env=runner_env(),
         stdout=subprocess.PIPE,
@@ -82,7 +113,7 @@ class Runner:
 
     def __init__(self, *args):
         self.proc = subprocess.Popen(
-            [*DEMO, *map(str, args)],
+            demo_command(args),
             cwd=REPO,
             env=runner_env(),
             stdout=subprocess.PIPE,

@@ -12,9 +12,21 @@ import struct
 import time
 import urllib.request
 import zlib
+from pathlib import Path
 
 import pytest
-from runner_helpers import Runner, container_pid, kubectl, pod, port_open, run_local, trainer_args_patch, write_overlay
+from runner_helpers import (
+    CPU_OVERLAY,
+    Runner,
+    container_pid,
+    kubectl,
+    pod,
+    port_open,
+    run_local,
+    trainer_args_patch,
+    write_overlay,
+    write_trainjob_overlay,
+)
 from support.proc import running
 from support.processes import free_port
 
@@ -175,6 +187,44 @@ def test_kubectl_delete_pytorchjob_ends_its_processes(tmp_path, mnist_dir):
         runner.kill()
 
 
+def test_the_trainjob_overlay_trains_through_trainer_v2_and_jobset(tmp_path, mnist_dir):
+    overlay = write_trainjob_overlay(tmp_path / "trainjob", "--epochs=2", "--batch-size=32")
+    demo_dir, frontend_port = tmp_path / "demo", free_port()
+    result = run_local(
+        "--overlay", overlay, "--demo-dir", demo_dir, "--mnist-dir", mnist_dir,
+        "--frontend-port", frontend_port, "--model-port", free_port(), "--exit-when-ready", timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    assert "TrainJob/mnist-ddp: Complete" in result.stdout
+    # torchrun in both node pods, started by JobSet's Job: rank 0 publishes the model.
+    assert "[mnist-ddp-node-0-0-" in result.stdout and "[mnist-ddp-node-0-1-" in result.stdout
+    assert re.search(r"rank0 INFO published .*models/mnist/(v\S+)", result.stdout), result.stdout
+    assert "check: a drawn 1 sent through the frontend came back as" in result.stdout
+
+
+def test_the_kserve_overlay_serves_through_the_kserve_controller(published, mnist_dir):
+    demo_dir = Path(published[published.index("--demo-dir") + 1])
+    # The model is published: the demo does not apply the overlay's training job again.
+    kserve = CPU_OVERLAY.parent / "cpu-kserve"
+    frontend_port, model_port = free_port(), free_port()
+    runner = Runner(
+        "--overlay", kserve, "--demo-dir", demo_dir, "--frontend-port", frontend_port, "--model-port", model_port
+    )  # fmt: skip
+    try:
+        runner.wait_for("READY: open", STARTUP_TIMEOUT)
+        assert "InferenceService/mnist: available after" in runner.output()
+        # The real controller made the predictor: a Deployment it owns, MODEL_PORT its REST port (V1 and V2).
+        deployment = json.loads(kubectl(demo_dir, "get", "deployment", "mnist-predictor", "-o", "json").stdout)
+        assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
+        with urllib.request.urlopen(f"http://127.0.0.1:{model_port}/v2/models/mnist/ready", timeout=10) as answer:
+            assert answer.status == 200
+        assert predict(frontend_port, mnist_dir)["model_version"]
+        runner.proc.send_signal(signal.SIGINT)
+        assert runner.proc.wait(timeout=90) == 130, runner.output()
+    finally:
+        runner.kill()
+
+
 BROKEN = {
     "wrong trainer flag": (
         [trainer_args_patch("--epochz=1")],
@@ -203,30 +253,6 @@ BROKEN = {
         [
             "FAILED Deployment/mnist-frontend Pod/mnist-frontend-",
             " container frontend: env FRONTEND_SELDON_ULR is not a setting of the frontend",
-        ],
-    ),
-    "wrong path in a trainer flag": (
-        [
-            {
-                "target": {"kind": "PyTorchJob", "name": "mnist-ddp"},
-                "ops": [
-                    {
-                        "op": "test",
-                        "path": "/spec/pytorchReplicaSpecs/Master/template/spec/containers/0/args/1",
-                        "value": "--model-root=/mnt/pvc/models/mnist",
-                    },
-                    {
-                        "op": "replace",
-                        "path": "/spec/pytorchReplicaSpecs/Master/template/spec/containers/0/args/1",
-                        "value": "--model-root=/mnt/pcv/models/mnist",
-                    },
-                ],
-            }
-        ],
-        1,
-        [
-            "FAILED PyTorchJob/mnist-ddp Pod/mnist-ddp-master-0 container pytorch: "
-            "arg --model-root /mnt/pcv/models/mnist is not under any volume mount"
         ],
     ),
     "wrong mount path of the model server": (

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from runner_helpers import Runner, port_open, run_local, trainer_args_patch, write_overlay
+from runner_helpers import Runner, port_open, run_local
 from support.proc import listening_sockets, process_tree, running
 from support.processes import free_port
+
+from local_cluster.demo import port_owner
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +50,6 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
     return running(pids)
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory, mnist_dir) -> list:
-    """The runner's arguments for a DEMO_DIR whose model is already trained (one short training for the module)."""
-    root = tmp_path_factory.mktemp("safety")
-    overlay = write_overlay(root / "short-training", [trainer_args_patch("--epochs=1", "--batch-size=32")])
-    args = ["--overlay", overlay, "--demo-dir", root / "demo", "--mnist-dir", mnist_dir]
-    result = run_local(
-        *args, "--frontend-port", free_port(), "--model-port", free_port(), "--exit-when-ready", timeout=300
-    )
-    assert result.returncode == 0, result.stdout
-    return args
-
-
 def ready_runner(published: list, *extra) -> tuple[Runner, int, int]:
     frontend_port, model_port = free_port(), free_port()
     runner = Runner(*published, "--frontend-port", frontend_port, "--model-port", model_port, *extra)
@@ -86,38 +75,25 @@ def test_sighup_stops_everything_and_every_server_listens_on_loopback_only(publi
         runner.kill()
     assert "stopping every process" in runner.output()
     assert not running(tree[1:]), "a process outlived the runner"
-    assert not any(port_open(port) for port in ports), "a port is still held"
+    held = {port: port_owner(port) for port in ports if port_open(port)}
+    assert not held, f"ports still held: {held}"
 
 
-def test_after_a_sigkill_nothing_is_left_and_the_next_start_works(published):
+def test_after_a_sigkill_nothing_is_left_once_the_grace_period_is_over_and_the_next_start_works(published):
     runner, frontend_port, model_port = ready_runner(published)
     tree = process_tree(runner.proc.pid)
     ports = {port for _, _, port in listening_sockets(tree)}
     runner.kill()
-    # At once, while the killed run's processes may still be in their grace period.
+    assert not wait_gone(tree, CLEANUP_TIMEOUT), "a process outlived the killed demo"
+    held = {port: port_owner(port) for port in ports if port_open(port)}
+    assert not held, f"ports still held: {held}"
     again = Runner(*published, "--frontend-port", frontend_port, "--model-port", model_port)
     try:
         again.wait_for("READY: open", STARTUP_TIMEOUT)
-        assert not running(tree[1:]), "a process of the killed run is still running"
         again.proc.send_signal(signal.SIGINT)
         assert again.proc.wait(timeout=60) == 130, again.output()
     finally:
         again.kill()
-    output = again.output()
-    for line in output.splitlines():
-        if "left behind:" in line:
-            pid = int(line.split("left behind: pid ")[1].split()[0])
-            assert pid in tree, line
-    assert not any(port_open(port) for port in ports), "a port is still held"
-
-
-def test_a_sigkill_alone_leaves_nothing_once_the_grace_period_is_over(published):
-    runner, _, _ = ready_runner(published)
-    tree = process_tree(runner.proc.pid)
-    ports = {port for _, _, port in listening_sockets(tree)}
-    runner.kill()
-    assert not wait_gone(tree, CLEANUP_TIMEOUT), "a process outlived the killed runner"
-    assert not any(port_open(port) for port in ports), "a port is still held"
 
 
 def test_every_interface_only_when_asked(published):

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -11,6 +10,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from local_cluster import ports
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("VENV", REPO / ".venv"))
@@ -25,10 +26,9 @@ PYTHONPATHS = {
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Return a TCP port on 127.0.0.1 that is free right now, outside the ephemeral range, where a client's
+    connection could take it before the server binds it."""
+    return ports.free_port()
 
 
 def venv_bin(component: str, program: str = "python") -> str:
