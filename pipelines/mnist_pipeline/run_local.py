@@ -1,8 +1,9 @@
 """`make pipeline-local`: mnist-ddp-pipeline, run by kfp.local on this machine against the local cluster of `make demo`.
 
 1. Starts the demo (`python -m local_cluster demo`, what `make demo` runs) in the background with the
-   same settings (DEMO_DIR, MNIST_DIR, FRONTEND_PORT, MODEL_PORT, OVERLAY, RETRAIN), and waits for its
-   READY line: the control plane with the Training Operator, the local node, the served model.
+   same settings (DEMO_DIR, MNIST_DIR, FRONTEND_PORT, MODEL_PORT, TENSORBOARD_PORT, OVERLAY, RETRAIN),
+   and waits for its READY line: the control plane with the Training Operator, the local node, the
+   served model.
 2. Runs the pipeline with kfp.local's SubprocessRunner: every step is a process of this environment.
    `train` creates the PyTorchJob through $DEMO_DIR/kubeconfig, which the real Training Operator
    and the node run; `evaluate` and `promote` work on the claim's local folder (see `local_env`).

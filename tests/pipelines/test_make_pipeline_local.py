@@ -59,6 +59,7 @@ def setup(tmp_path_factory, mnist_dir) -> dict:
         MNIST_DIR=str(mnist_dir),
         FRONTEND_PORT=str(free_port()),
         MODEL_PORT=str(free_port()),
+        TENSORBOARD_PORT=str(free_port()),
         OVERLAY=str(overlay),
     )
     return env
@@ -88,7 +89,7 @@ def assert_nothing_left_running(env: dict) -> None:
         if demo_dir in cmdline:
             left.append(f"{entry.name}: {cmdline[:200]}")
     assert not left, "processes of the run outlived it:\n" + "\n".join(left)
-    for name in ("FRONTEND_PORT", "MODEL_PORT"):
+    for name in ("FRONTEND_PORT", "MODEL_PORT", "TENSORBOARD_PORT"):
         assert not _listening(int(env[name])), f"{name} {env[name]} is still served"
 
 
