@@ -99,7 +99,7 @@ test-demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present 
 test-cluster: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/serving/.installed $(VENV)/frontend/.installed $(VENV)/sdk/.installed $(GO) crds-present ## The overlays on a real local control plane: API server, controllers, Training Operator, the Kubeflow SDK.
 	$(VENV)/tools/bin/python -m pytest $(PYTEST_ARGS) tests/cluster
 
-test-pipelines: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local.
+test-pipelines: $(foreach e,$(DEMO_ENVS) pipelines,$(VENV)/$(e)/.installed) $(GO) crds-present ## Pipeline: train's job spec and failure path, the gate, promotion, compiled file up to date, kfp.local, make pipeline-local.
 	$(VENV)/pipelines/bin/python -m pytest $(PYTEST_ARGS) tests/pipelines
 
 test-tensorboard: $(VENV)/tools/.installed $(VENV)/trainer/.installed $(VENV)/tensorboard/.installed ## TensorBoard: components/tensorboard's container over a real training run's event files.
@@ -112,6 +112,13 @@ PIPELINE_OVERLAY ?= overlays/cpu
 pipeline: $(VENV)/pipelines/.installed $(VENV)/tools/.installed ## Compile mnist-ddp-pipeline, with overlays/cpu's PyTorchJob, to pipelines/mnist_pipeline.yaml.
 	PYTHONPATH=pipelines:trainer $(VENV)/pipelines/bin/python -m mnist_pipeline.pipeline \
 	  --overlay $(PIPELINE_OVERLAY) --kubectl $(VENV)/tools/bin/kubectl --output pipelines/mnist_pipeline.yaml
+
+# PIPELINE_ARGS="--epochs 3 --min-accuracy 0.99 ..." sets the run's parameters (docs/06_pipelines.md).
+.PHONY: pipeline-local
+pipeline-local: $(foreach e,$(DEMO_ENVS) pipelines,$(VENV)/$(e)/.installed) $(GO) crds-present ## Run mnist-ddp-pipeline with kfp.local against `make demo`'s local cluster; last line `promoted <version>`.
+	@test -d "$(MNIST_DIR)" || echo "make: $(NO_MNIST_SAMPLE)"
+	PYTHONPATH=pipelines:trainer $(VENV)/pipelines/bin/python -m mnist_pipeline.run_local \
+	  --overlay $(OVERLAY) --demo-python $(VENV)/tools/bin/python $(PIPELINE_ARGS)
 
 # --- lint ----------------------------------------------------------------------
 SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)

@@ -29,9 +29,8 @@ def train(
     `job_manifest` is the rendered PyTorchJob as JSON.
     """
     import json
-    from pathlib import Path
 
-    from mnist_pipeline import job, kube
+    from mnist_pipeline import job, kube, local_env
 
     kube.load_config()
     namespace = namespace or kube.current_namespace()
@@ -44,8 +43,8 @@ def train(
         run_id=run_id,
         namespace=namespace,
     )
-    kube.run_job(kube.JobClient(namespace), body)
-    version_file = Path(job.version_file(body))
+    kube.run_job(kube.JobClient(namespace, pod_logs_dir=local_env.pod_logs_dir()), body)
+    version_file = local_env.on_this_machine(job.version_file(body))
     if not version_file.is_file():
         raise RuntimeError(f"PyTorchJob {body['metadata']['name']} succeeded but its trainer wrote no {version_file}")
     candidate = version_file.read_text().strip()
@@ -63,9 +62,9 @@ def evaluate(
     confusion: Output[ClassificationMetrics],
 ) -> NamedTuple("EvaluateOutputs", [("passed", bool), ("reason", str)]):
     """Record the candidate's accuracy, loss and confusion matrix, and decide whether it may be served."""
-    from mnist_pipeline import gate
+    from mnist_pipeline import gate, local_env
 
-    result = gate.evaluate(model_root, candidate, min_accuracy, max_regression)
+    result = gate.evaluate(local_env.on_this_machine(model_root), candidate, min_accuracy, max_regression)
     metrics.log_metric("accuracy", result.accuracy)
     metrics.log_metric("loss", result.loss)
     if result.served_accuracy is not None:
@@ -79,8 +78,9 @@ def evaluate(
 def promote(candidate: str, model_root: str) -> str:
     """Point LATEST at the candidate (atomically, through model_store); serving hot-swaps to it."""
     from mnist_ddp import model_store
+    from mnist_pipeline import local_env
 
-    model_store.set_latest(model_root, candidate)
+    model_store.set_latest(local_env.on_this_machine(model_root), candidate)
     print(f"promoted {candidate}")
     return candidate
 

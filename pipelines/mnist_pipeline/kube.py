@@ -4,6 +4,7 @@ It uses exactly what the pipeline's Role allows: pytorchjobs create/get/list/wat
 pods and pods/log get/list.
 """
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -45,13 +46,26 @@ def lines(chunks: Iterable[bytes]) -> Iterator[str]:
         yield pending.decode(errors="replace")
 
 
-class JobClient:
-    """PyTorchJobs and their Master's logs in one namespace."""
+def status_message(exc: ApiException) -> str:
+    """The message of the API server's Status in an error response, else its body as it came."""
+    try:
+        return json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(exc.body)
 
-    def __init__(self, namespace: str, api_client: client.ApiClient | None = None):
+
+class JobClient:
+    """PyTorchJobs and their Master's logs in one namespace.
+
+    `pod_logs_dir` is a local node's pod log folder, read only when the API server cannot serve
+    `pods/log` (see `local_env`); None on a cluster.
+    """
+
+    def __init__(self, namespace: str, api_client: client.ApiClient | None = None, pod_logs_dir: Path | None = None):
         self.namespace = namespace
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.pod_logs_dir = pod_logs_dir
 
     def get(self, name: str) -> dict | None:
         """The job, or None if there is none of that name."""
@@ -84,6 +98,8 @@ class JobClient:
     def stream_master_logs(self, job_name: str, stop: threading.Event, write: Callable[[str], None]) -> None:
         """Follow the Master's trainer log, again after each restart, until `stop` is set."""
         followed: set[tuple[str, int]] = set()
+        from_files = False
+        offsets: dict[Path, int] = {}
         while not stop.is_set():
             pods = self.core.list_namespaced_pod(self.namespace, label_selector=jobs.master_selector(job_name)).items
             started = [p for p in pods if p.status and p.status.phase in ("Running", "Succeeded", "Failed")]
@@ -96,6 +112,9 @@ class JobClient:
                 stop.wait(POLL_SECONDS)
                 continue
             followed.add((pod.metadata.uid, restarts))
+            if from_files:
+                self._follow_log_file(pod, stop, write, offsets)
+                continue
             try:
                 stream = self.core.read_namespaced_pod_log(
                     pod.metadata.name,
@@ -107,10 +126,54 @@ class JobClient:
                 for line in lines(stream.stream()):
                     write(f"[{pod.metadata.name}] {line}")
             except ApiException as exc:
+                if self.pod_logs_dir is not None:
+                    write(
+                        f"[{pod.metadata.name}] the API server cannot serve its log ({exc.status} {exc.reason}: "
+                        f"{status_message(exc)}): following the local node's log file in {self.pod_logs_dir} instead"
+                    )
+                    from_files = True
+                    self._follow_log_file(pod, stop, write, offsets)
+                    continue
                 # A container that is restarting has no log yet: try again on the next round.
                 write(f"[{pod.metadata.name}] log unavailable ({exc.status} {exc.reason}); retrying")
                 followed.discard((pod.metadata.uid, restarts))
                 stop.wait(POLL_SECONDS)
+
+    def _follow_log_file(self, pod, stop: threading.Event, write: Callable[[str], None], offsets: dict) -> None:
+        """Print the trainer's new lines from the node's log file until its container stops running, or `stop`.
+
+        The node appends every run of a container to the same file, so `offsets` remembers where the
+        previous run's lines ended.
+        """
+        name = pod.metadata.name
+        path = self.pod_logs_dir / f"{self.namespace}_{name}_{pod.metadata.uid}" / f"{jobs.TRAINER_CONTAINER}.log"
+        while True:
+            # Looked at before reading, so that the lines of a container that just ended are all read.
+            done = stop.is_set() or not self._trainer_running(name)
+            if path.exists():
+                with path.open("rb") as log:
+                    log.seek(offsets.get(path, 0))
+                    complete = log.read().rpartition(b"\n")[0]
+                if complete:
+                    offsets[path] = offsets.get(path, 0) + len(complete) + 1
+                    for line in complete.decode(errors="replace").split("\n"):
+                        write(f"[{name}] {line}")
+            if done:
+                return
+            stop.wait(1.0)
+
+    def _trainer_running(self, pod_name: str) -> bool:
+        """Whether the pod's trainer container is running now."""
+        try:
+            pod = self.core.read_namespaced_pod(pod_name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        for status in pod.status.container_statuses or []:
+            if status.name == jobs.TRAINER_CONTAINER:
+                return status.state is not None and status.state.running is not None
+        return False
 
 
 def run_job(api: JobClient, body: dict, write: Callable[[str], None] = print, timeout: float | None = None) -> dict:
