@@ -275,7 +275,8 @@ class Contention:
         elapsed = time.monotonic() - self.start
         result.cpu_ms_per_request = (self.server.cpu_seconds() - self.cpu) * 1e3 / max(1, answered)
         result.wait_ms_per_request = (self.server.wait_seconds() - self.wait) * 1e3 / max(1, answered)
-        result.cpu_pressure = (cpu_pressure_seconds() - self.pressure) / elapsed
+        # At most 1 by definition; the two readings of the total and the clock are a moment apart.
+        result.cpu_pressure = min(1.0, (cpu_pressure_seconds() - self.pressure) / elapsed)
 
 
 def contention_text(result: Result) -> str:
