@@ -30,6 +30,12 @@ metrics update on every request (metrics_flush_s=0, see serving/metrics_buffer.p
 torch's default of one thread per core costs on a busy machine.
 The servers are measured in alternation for --rounds rounds; the table shows medians.
 
+Where the time goes besides the server's own CPU: every measurement also reports how long the
+server's threads waited, runnable, for a core (run-queue wait per request, from
+/proc/<pid>/task/<tid>/schedstat), and the machine's CPU pressure (the share of the measurement
+during which some task waited for a core, from /proc/pressure/cpu). On a machine shared with other
+work, a run-queue wait near or above the CPU per request means the latency is the other work's.
+
     .venv/serving/bin/python scripts/bench_serve.py [--duration 10] [--connections 8] [--rounds 3] [--rates 200,400,800]
 """
 
@@ -103,6 +109,8 @@ class Result:
     errors: int
     requests: int
     cpu_ms_per_request: float = 0.0
+    wait_ms_per_request: float = 0.0
+    cpu_pressure: float = 0.0  # share of the measurement during which some task waited for a core
 
 
 def flush_parameter(seconds: float) -> dict:
@@ -186,16 +194,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by every live process of the server's process group."""
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                # Fields after the command name, which ends with ")": state ppid pgrp ... utime(12) stime(13).
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid:
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return group_cpu_seconds(self.proc.pid)
+
+    def wait_seconds(self) -> float:
+        """Time the threads of the server's live processes have spent runnable but waiting for a core."""
+        return group_run_queue_wait_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """Stop the whole process group (gunicorn master, workers, gRPC and metrics processes)."""
@@ -206,6 +209,82 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def group_processes(pgid: int) -> list[Path]:
+    """/proc/<pid> of every live process in process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the command name, which ends with ")": state ppid pgrp ...
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            members.append(stat.parent)
+    return members
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by every live process of process group `pgid`."""
+    ticks = 0
+    for process in group_processes(pgid):
+        try:
+            fields = (process / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def group_run_queue_wait_seconds(pgid: int) -> float:
+    """Time the threads of process group `pgid` have spent runnable but not running (schedstat's second field)."""
+    nanoseconds = 0
+    for process in group_processes(pgid):
+        for schedstat in process.glob("task/*/schedstat"):
+            try:
+                nanoseconds += int(schedstat.read_text().split()[1])
+            except (OSError, IndexError):
+                continue
+    return nanoseconds / 1e9
+
+
+def cpu_pressure_seconds(text: str | None = None) -> float:
+    """The kernel's total time during which at least one task waited for a core (PSI "some"); 0 without PSI."""
+    if text is None:
+        try:
+            text = Path("/proc/pressure/cpu").read_text()
+        except OSError:
+            return 0.0
+    match = re.search(r"^some .*\btotal=(\d+)", text, re.M)
+    return int(match.group(1)) / 1e6 if match else 0.0
+
+
+class Contention:
+    """What a measurement of `server` cost it in CPU, and in waiting for a core while others ran."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.cpu = server.cpu_seconds()
+        self.wait = server.wait_seconds()
+        self.pressure = cpu_pressure_seconds()
+        self.start = time.monotonic()
+
+    def record(self, result: Result, answered: int) -> None:
+        """Fill in `result`'s CPU and run-queue wait per answered request and the machine's CPU pressure."""
+        elapsed = time.monotonic() - self.start
+        result.cpu_ms_per_request = (self.server.cpu_seconds() - self.cpu) * 1e3 / max(1, answered)
+        result.wait_ms_per_request = (self.server.wait_seconds() - self.wait) * 1e3 / max(1, answered)
+        # At most 1 by definition; the two readings of the total and the clock are a moment apart.
+        result.cpu_pressure = min(1.0, (cpu_pressure_seconds() - self.pressure) / elapsed)
+
+
+def contention_text(result: Result) -> str:
+    """The server's CPU and run-queue wait per request and the machine's CPU pressure, for a log line."""
+    return (
+        f"server CPU {result.cpu_ms_per_request:5.2f} ms/request  run-queue wait {result.wait_ms_per_request:5.2f} "
+        f"ms/request  CPU pressure {result.cpu_pressure:4.0%}"
+    )
 
 
 def sample_image() -> list:
@@ -273,8 +352,11 @@ def run_hey(url: str, body_file: Path, rate: int, duration: float) -> Result:
 def print_open_loop(open_loop, open_results, results, rates, baseline_rps) -> None:
     """The open-loop table (medians over rounds) and the issue's targets, per server."""
     print()
-    print("| setup | offered req/s | served req/s | p50 ms | p99 ms | errors | within half of saturation |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| setup | offered req/s | served req/s | p50 ms | p99 ms | CPU ms/req | wait ms/req | CPU pressure "
+        "| errors | within half of saturation |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for server in open_loop:
         name = server.config.name
         saturation = statistics.median(r.requests_per_s for r in results[name])
@@ -283,9 +365,15 @@ def print_open_loop(open_loop, open_results, results, rates, baseline_rps) -> No
             served = statistics.median(r.requests_per_s for r in runs)
             p50 = statistics.median(r.p50_ms for r in runs)
             p99 = statistics.median(r.p99_ms for r in runs)
+            cpu = statistics.median(r.cpu_ms_per_request for r in runs)
+            wait = statistics.median(r.wait_ms_per_request for r in runs)
+            pressure = statistics.median(r.cpu_pressure for r in runs)
             errors = sum(r.errors for r in runs)
             within = "yes" if rate <= saturation / 2 else "no"
-            print(f"| {name} | {rate} | {served:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {within} |")
+            print(
+                f"| {name} | {rate} | {served:.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} | {wait:.2f} | {pressure:.0%} "
+                f"| {errors} | {within} |"
+            )
     print()
     for server in open_loop:
         name = server.config.name
@@ -452,25 +540,27 @@ def main() -> None:
             run_wrk(server.url, scripts[server.config.name], args.warmup, args.connections, args.wrk_threads)
         for round_number in range(args.rounds):
             for server in servers:
-                cpu_before = server.cpu_seconds()
+                contention = Contention(server)
                 script = scripts[server.config.name]
                 result = run_wrk(server.url, script, args.duration, args.connections, args.wrk_threads)
-                result.cpu_ms_per_request = (server.cpu_seconds() - cpu_before) * 1e3 / max(1, result.requests)
+                contention.record(result, result.requests)
                 results[server.config.name].append(result)
                 print(
                     f"round {round_number + 1} {server.config.name:<16} {result.requests_per_s:8.0f} req/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                    f"server CPU {result.cpu_ms_per_request:5.2f} ms/request  errors {result.errors}",
+                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  {contention_text(result)}  "
+                    f"errors {result.errors}",
                     flush=True,
                 )
             for rate in args.rates:
                 for server in open_loop:
+                    contention = Contention(server)
                     result = run_hey(server.url, bodies[server.config.name], rate, args.open_duration)
+                    contention.record(result, result.requests)
                     open_results[(server.config.name, rate)].append(result)
                     print(
                         f"round {round_number + 1} {server.config.name:<16} offered {rate:4d} req/s: "
                         f"{result.requests_per_s:6.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-                        f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                        f"p99 {result.p99_ms:6.2f} ms  {contention_text(result)}  errors {result.errors}",
                         flush=True,
                     )
     finally:
@@ -481,18 +571,24 @@ def main() -> None:
     print()
     # Other work on the machine takes cores from both servers, and hurts the baseline most (two torch threads).
     print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
-    print(f"| {'setup':<16} | workers | threads | gRPC | req/s | p50 ms | p99 ms | CPU ms/req | errors | vs baseline |")
-    print(f"|{'-' * 18}|---------|---------|------|-------|--------|--------|------------|--------|-------------|")
+    print(
+        f"| {'setup':<16} | workers | threads | gRPC | req/s | p50 ms | p99 ms | CPU ms/req | wait ms/req "
+        "| CPU pressure | errors | vs baseline |"
+    )
+    print(f"|{'-' * 18}|" + "|".join("-" * width for width in (9, 9, 6, 7, 8, 8, 12, 13, 14, 8, 13)) + "|")
     for config in configs:
         runs = results[config.name]
         rps = statistics.median(r.requests_per_s for r in runs)
         p50 = statistics.median(r.p50_ms for r in runs)
         p99 = statistics.median(r.p99_ms for r in runs)
         cpu = statistics.median(r.cpu_ms_per_request for r in runs)
+        wait = statistics.median(r.wait_ms_per_request for r in runs)
+        pressure = statistics.median(r.cpu_pressure for r in runs)
         errors = sum(r.errors for r in runs)
         print(
             f"| {config.name:<16} | {config.workers:>7} | {config.threads:>7} | {config.grpc_workers:>4} | "
-            f"{rps:5.0f} | {p50:6.2f} | {p99:6.2f} | {cpu:10.2f} | {errors:>6} | {rps / baseline_rps:10.2f}x |"
+            f"{rps:5.0f} | {p50:6.2f} | {p99:6.2f} | {cpu:10.2f} | {wait:11.2f} | {pressure:12.0%} | {errors:>6} | "
+            f"{rps / baseline_rps:10.2f}x |"
         )
     print_open_loop(open_loop, open_results, results, args.rates, baseline_rps)
     shutil.rmtree(work, ignore_errors=True)
