@@ -28,9 +28,11 @@ import threading
 import time
 from pathlib import Path
 
+from local_cluster import build, pki
 from local_cluster.api import Api, ApiError
 from local_cluster.node.components import component_for_image
 from local_cluster.node.errors import RefusedError
+from local_cluster.node.kubelet_api import KubeletApi
 from local_cluster.node.pod_worker import NotYetError, PodWorker, log_dir, now_rfc3339
 from local_cluster.node.podspec import ContainerPlan, free_port, port_is_free
 from local_cluster.node.supervisor import Console, Supervisor
@@ -130,12 +132,18 @@ class Node:
         self.ports_lock = threading.Lock()
         self.stopping = threading.Event()
         self.last_heartbeat = 0.0
+        self.kubelet_api: KubeletApi | None = None
 
     # --- the loop ---------------------------------------------------------------------------------------
     def loop(self) -> None:
         """Register, then sync until `stop()`; stop every container on the way out."""
         for line in self.supervisor.open():
             self.console.say(f"stopped a container that a node which did not stop cleanly left behind: {line}")
+        credentials = pki.ensure_pki(build.cache_dir() / "pki")
+        self.kubelet_api = KubeletApi(
+            self.logs_dir, credentials.webhook_cert, credentials.webhook_key, self.pod_finished
+        )
+        self.kubelet_api.start()
         try:
             self.register()
             while not self.stopping.is_set():
@@ -152,6 +160,7 @@ class Node:
             for worker in self.workers.values():
                 worker.join(timeout=MAX_SHUTDOWN_S)
             self.supervisor.close()
+            self.kubelet_api.stop()
             shutil.rmtree(self.pods_dir, ignore_errors=True)
 
     def stop(self) -> None:
@@ -195,7 +204,9 @@ class Node:
         status = {
             "capacity": capacity,
             "allocatable": capacity,
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.name}],
+            # No Hostname address: the API server would try to resolve it to reach the kubelet API.
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_api.port}},
             "conditions": [
                 {
                     "type": "Ready",
@@ -277,6 +288,14 @@ class Node:
             worker.update(pod)
             if worker.finished.is_set() and pod["metadata"].get("deletionTimestamp"):
                 self.remove_pod(pod)
+
+    def pod_finished(self, namespace: str, name: str) -> bool:
+        """Whether no container of the pod runs any more (or the pod is not here)."""
+        return all(
+            w.finished.is_set() or w.phase in ("Succeeded", "Failed")
+            for w in list(self.workers.values())
+            if w.meta["namespace"] == namespace and w.meta["name"] == name
+        )
 
     def remove_pod(self, pod: dict) -> None:
         """Delete the pod object once its containers have stopped (what a kubelet does at the end)."""

@@ -119,6 +119,9 @@ def test_the_node_is_registered_ready_and_binds_unscheduled_pods(node):
     status = pod["status"]["containerStatuses"][0]
     assert status["state"]["terminated"]["exitCode"] == 0 and status["state"]["terminated"]["reason"] == "Completed"
     assert "hello from succeeds" in log_of(node, pod)
+    # kubectl logs: the API server asks the node's kubelet endpoint.
+    logs = node["cluster"].kubectl("logs", "succeeds", "-n", node["namespace"])
+    assert logs.stdout == "hello from succeeds\n"
 
 
 def test_never_fails_the_pod_with_the_exit_code(node):
