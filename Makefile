@@ -121,7 +121,7 @@ pipeline-local: $(foreach e,$(DEMO_ENVS) pipelines,$(VENV)/$(e)/.installed) $(GO
 	  --overlay $(OVERLAY) --demo-python $(VENV)/tools/bin/python $(PIPELINE_ARGS)
 
 # --- lint ----------------------------------------------------------------------
-SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run)
+SHELL_SCRIPTS = $(shell git ls-files '*.sh' .ci/run local_cluster/node/shell_tools)
 DOCKERFILES = $(shell git ls-files '*Dockerfile*')
 .PHONY: lint
 lint: $(VENV)/tools/.installed ## ruff (lint + format), yamllint, shellcheck, hadolint.
