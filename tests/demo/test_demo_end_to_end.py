@@ -132,23 +132,19 @@ def test_from_nothing_to_a_prediction_through_the_frontend(tmp_path, mnist_dir):
     assert not port_open(frontend_port) and not port_open(model_port), "a server outlived the demo"
 
 
-def test_a_worker_killed_in_mid_training_is_restarted_and_the_run_resumes(tmp_path, mnist_dir):
-    overlay = write_overlay(tmp_path / "longer-training", [trainer_args_patch("--epochs=8", "--batch-size=32")])
+def training_demo(tmp_path, mnist_dir, epochs: int, *extra) -> tuple[Runner, Path]:
+    """The demo in the background on a fresh DEMO_DIR, training `epochs` epochs; and its DEMO_DIR."""
+    overlay = write_overlay(tmp_path / "training", [trainer_args_patch(f"--epochs={epochs}", "--batch-size=32")])
     demo_dir = tmp_path / "demo"
     runner = Runner(
-        "--overlay",
-        overlay,
-        "--demo-dir",
-        demo_dir,
-        "--mnist-dir",
-        mnist_dir,
-        "--frontend-port",
-        free_port(),
-        "--model-port",
-        free_port(),
-        "--backoff-seconds",
-        "1",
-    )
+        "--overlay", overlay, "--demo-dir", demo_dir, "--mnist-dir", mnist_dir,
+        "--frontend-port", free_port(), "--model-port", free_port(), *extra,
+    )  # fmt: skip
+    return runner, demo_dir
+
+
+def test_a_worker_killed_in_mid_training_is_restarted_and_the_run_resumes(tmp_path, mnist_dir):
+    runner, demo_dir = training_demo(tmp_path, mnist_dir, 8, "--backoff-seconds", "1")
     try:
         runner.wait_for("epoch 2/8", STARTUP_TIMEOUT)
         os.kill(container_pid(demo_dir, "mnist-ddp-worker-0"), signal.SIGKILL)
@@ -163,20 +159,7 @@ def test_a_worker_killed_in_mid_training_is_restarted_and_the_run_resumes(tmp_pa
 
 
 def test_kubectl_delete_pytorchjob_ends_its_processes(tmp_path, mnist_dir):
-    overlay = write_overlay(tmp_path / "long-training", [trainer_args_patch("--epochs=50", "--batch-size=32")])
-    demo_dir = tmp_path / "demo"
-    runner = Runner(
-        "--overlay",
-        overlay,
-        "--demo-dir",
-        demo_dir,
-        "--mnist-dir",
-        mnist_dir,
-        "--frontend-port",
-        free_port(),
-        "--model-port",
-        free_port(),
-    )
+    runner, demo_dir = training_demo(tmp_path, mnist_dir, 50)
     try:
         runner.wait_for("epoch 1/50", STARTUP_TIMEOUT)
         trainers = [container_pid(demo_dir, p) for p in ("mnist-ddp-master-0", "mnist-ddp-worker-0")]
