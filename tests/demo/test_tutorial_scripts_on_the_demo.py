@@ -35,9 +35,14 @@ def script(demo_dir: Path, *args: str, timeout: float = 400) -> subprocess.Compl
     )  # fmt: skip
 
 
-def test_deploy_predict_and_teardown_against_the_demos_cluster(published, mnist_dir):
-    demo_dir, model_port = Path(published[published.index("--demo-dir") + 1]), free_port()
-    runner = Runner(*published, "--frontend-port", free_port(), "--model-port", model_port)
+def test_deploy_predict_and_teardown_against_the_demos_cluster(tmp_path, mnist_dir):
+    # overlays/cpu itself, so that deploy.sh applies the very job the demo ran (a job with other settings
+    # would find a checkpoint it must not resume, and --retrain clears it through `kubectl run -i`, an
+    # attach the local node does not serve).
+    demo_dir, model_port = tmp_path / "demo", free_port()
+    runner = Runner(
+        "--demo-dir", demo_dir, "--mnist-dir", mnist_dir, "--frontend-port", free_port(), "--model-port", model_port
+    )
     try:
         runner.wait_for("READY: open", STARTUP_TIMEOUT)
         deployed = script(demo_dir, "deploy.sh", "cpu", "--timeout", "300s")
