@@ -141,7 +141,7 @@ class Node:
             self.console.say(f"stopped a container that a node which did not stop cleanly left behind: {line}")
         credentials = pki.ensure_pki(build.cache_dir() / "pki")
         self.kubelet_api = KubeletApi(
-            self.logs_dir, credentials.webhook_cert, credentials.webhook_key, self.pod_finished
+            self.logs_dir, credentials.webhook_cert, credentials.webhook_key, self.pod_finished, self.uid_of
         )
         self.kubelet_api.start()
         try:
@@ -289,13 +289,16 @@ class Node:
             if worker.finished.is_set() and pod["metadata"].get("deletionTimestamp"):
                 self.remove_pod(pod)
 
+    def uid_of(self, namespace: str, name: str) -> str | None:
+        """The uid of the newest pod of that name on this node."""
+        uids = [u for u, w in list(self.workers.items()) if w.meta["namespace"] == namespace and w.meta["name"] == name]
+        return uids[-1] if uids else None
+
     def pod_finished(self, namespace: str, name: str) -> bool:
-        """Whether no container of the pod runs any more (or the pod is not here)."""
-        return all(
-            w.finished.is_set() or w.phase in ("Succeeded", "Failed")
-            for w in list(self.workers.values())
-            if w.meta["namespace"] == namespace and w.meta["name"] == name
-        )
+        """Whether no container of the pod of that name runs any more (or there is no such pod here)."""
+        uid = self.uid_of(namespace, name)
+        worker = self.workers.get(uid) if uid else None
+        return worker is None or worker.finished.is_set() or worker.phase in ("Succeeded", "Failed")
 
     def remove_pod(self, pod: dict) -> None:
         """Delete the pod object once its containers have stopped (what a kubelet does at the end)."""

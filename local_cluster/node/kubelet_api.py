@@ -22,10 +22,12 @@ FOLLOW_POLL_S = 0.2
 class KubeletApi:
     """The HTTPS server, serving the node's container logs until `stop()`."""
 
-    def __init__(self, logs_dir: Path, cert: Path, key: Path, finished):
-        """`finished(namespace, pod)`: whether the pod's containers have all ended (ends a `follow`)."""
+    def __init__(self, logs_dir: Path, cert: Path, key: Path, finished, uid_of):
+        """`finished(namespace, pod)`: whether the pod's containers have all ended (ends a `follow`);
+        `uid_of(namespace, pod)`: the uid of the pod of that name on this node now, or None."""
         self.logs_dir = logs_dir
         self.finished = finished
+        self.uid_of = uid_of
         handler = type("Handler", (_Handler,), {"api": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -45,9 +47,10 @@ class KubeletApi:
         self.server.server_close()
 
     def log_file(self, namespace: str, pod: str, container: str) -> Path | None:
-        """The newest log file of that container (a pod name may have had several uids)."""
-        files = sorted(self.logs_dir.glob(f"{namespace}_{pod}_*/{container}.log"), key=lambda p: p.stat().st_mtime)
-        return files[-1] if files else None
+        """The log file of that container of the pod of that name now (not of an earlier pod of the same name)."""
+        uid = self.uid_of(namespace, pod)
+        path = self.logs_dir / f"{namespace}_{pod}_{uid}" / f"{container}.log"
+        return path if uid is not None and path.exists() else None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,7 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         path = self.api.log_file(namespace, pod, container)
         if path is None:
-            self._error(404, f'container "{container}" in pod "{pod}" has no logs yet')
+            # What a kubelet answers for a container that has not started.
+            self._error(400, f'container "{container}" in pod "{pod}" is waiting to start: no log yet')
             return
         try:
             tail = int(query["tailLines"]) if "tailLines" in query else None
