@@ -61,7 +61,6 @@ class Settings:
     tensorboard_port: int = 6006
     retrain: bool = False
     exit_when_ready: bool = False
-    started: float = 0.0
     ready_timeout: float = 300.0
     bind_address: str = "127.0.0.1"
     backoff_seconds: float = 10.0
@@ -441,7 +440,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 def run(settings: Settings, console: Console) -> int:
     """The whole demo; 0 ready (or stopped by the user), 1 a workload failed, 2 refused, 130 interrupted."""
-    settings.started = time.monotonic()
+    started = time.monotonic()
     previous = {signum: signal.signal(signum, _raise_interrupt) for signum in STOP_SIGNALS}
     supervisor = Supervisor(RawConsole(), settings.demo_dir / STATE_FILE, MAX_GRACE_SECONDS + 5)
     try:
@@ -485,7 +484,7 @@ def run(settings: Settings, console: Console) -> int:
         node: Process = supervisor.start(node_process(settings, cluster.kubeconfig))
         console.say(f"applying {len(objects)} objects of {settings.overlay}")
         cluster.apply_objects(objects)
-        return _follow(settings, console, rendering, training if train else None, cluster, node)
+        return _follow(settings, console, rendering, training if train else None, cluster, node, started)
     except RefusedError as refusal:
         console.say(f"REFUSED {refusal}")
         return 2
@@ -505,7 +504,7 @@ def run(settings: Settings, console: Console) -> int:
         _restore(previous)
 
 
-def _follow(settings, console, rendering, training, cluster, node) -> int:
+def _follow(settings, console, rendering, training, cluster, node, run_started: float) -> int:
     api = Api(cluster.kubeconfig)
     watch = Watch(api, rendering.namespace(), settings.demo_dir / "node")
 
@@ -551,7 +550,7 @@ def _follow(settings, console, rendering, training, cluster, node) -> int:
     if rendering.get("Deployment", TENSORBOARD) is not None:
         # localhost: TensorBoard binds the IPv6 loopback address (its --bind_all asks for the IPv6 wildcard).
         console.say(f"TensorBoard: http://localhost:{settings.tensorboard_port}/")
-    console.say(f"up in {time.monotonic() - settings.started:.1f} s")
+    console.say(f"up in {time.monotonic() - run_started:.1f} s")
     console.say(f"READY: open http://127.0.0.1:{settings.frontend_port}/ (Ctrl-C stops everything)")
     if settings.exit_when_ready:
         return 0

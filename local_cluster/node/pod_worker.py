@@ -58,7 +58,6 @@ class ContainerRun:
     restart_at: float | None = None
     readiness: ProbeState | None = None
     liveness: ProbeState | None = None
-    done: bool = False
 
     @property
     def name(self) -> str:
@@ -166,10 +165,10 @@ class PodWorker(threading.Thread):
                 self.message = None
                 return True
             except (NotYetError, ApiError, OSError) as wait:
-                self._waiting_all("ContainerCreating", str(wait))
+                self.message = ("ContainerCreating", str(wait))
             except RefusedError as refusal:
                 # A kubelet reports a container it cannot configure this way, and keeps retrying.
-                self._waiting_all("CreateContainerConfigError", str(refusal))
+                self.message = ("CreateContainerConfigError", str(refusal))
             self._report()
             self._sleep(PLAN_RETRY_S)
         return False
@@ -230,7 +229,6 @@ class PodWorker(threading.Thread):
                 return False
             code = self._ended(run)
             if code == 0:
-                run.done = True
                 self._report()
                 return True
             if policy == "Never":
@@ -351,9 +349,6 @@ class PodWorker(threading.Thread):
                 return False
             time.sleep(TICK_S)
         return True
-
-    def _waiting_all(self, reason: str, message: str) -> None:
-        self.message = (reason, message)
 
     # --- status -------------------------------------------------------------------------------------------
     def _report(self) -> None:

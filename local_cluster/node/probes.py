@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -92,8 +91,3 @@ class ProbeState:
         elif not ok and self.failures >= self.spec.failure_threshold:
             self.result = False
         return self.result if self.result != before else None
-
-
-def monotonic() -> float:
-    """The clock the probes run on."""
-    return time.monotonic()

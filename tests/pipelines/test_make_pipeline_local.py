@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from demo.runner_helpers import RUNNER_ENV, trainer_args_patch, write_overlay
 from manifests.rendering import REPO
-from support.processes import free_port, venv_bin
+from support.processes import free_port, synthetic_mnist, venv_bin
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -26,13 +26,8 @@ MODELS = Path("pvc") / "mnist-pvc" / "models" / "mnist"
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory) -> Path:
-    """300 training and 100 test digits, written by tests/support/synthetic_mnist.py in the trainer's environment."""
-    out = tmp_path_factory.mktemp("mnist")
-    script = REPO / "tests" / "support" / "synthetic_mnist.py"
-    subprocess.run(
-        [venv_bin("trainer"), str(script), str(out), "--train", "300", "--test", "100"], check=True, timeout=120
-    )
-    return out
+    """300 training and 100 test digits (tests/support/synthetic_mnist.py)."""
+    return synthetic_mnist(tmp_path_factory.mktemp("mnist"))
 
 
 def master_port_patch(port: int) -> dict:

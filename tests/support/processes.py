@@ -118,3 +118,13 @@ class Server:
         self.stop()
         if exc[0] is not None:
             sys.stderr.write(f"--- output of {' '.join(self.argv)} ---\n{self.output()[-4000:]}\n")
+
+
+def synthetic_mnist(folder: Path) -> Path:
+    """300 training and 100 test digits in `folder`, written by tests/support/synthetic_mnist.py in the trainer's
+    environment."""
+    script = REPO / "tests" / "support" / "synthetic_mnist.py"
+    subprocess.run(
+        [venv_bin("trainer"), str(script), str(folder), "--train", "300", "--test", "100"], check=True, timeout=120
+    )
+    return folder
