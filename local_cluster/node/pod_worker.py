@@ -3,7 +3,8 @@
 A pod's containers become local processes (see podspec.py for the translation). The
 worker runs the init containers in order, then every container; it restarts containers
 under the pod's restartPolicy with the kubelet's backoff (10 s, doubling, at most 300 s),
-restarts a container whose livenessProbe fails, tracks readiness from the readinessProbe,
+restarts a container whose livenessProbe or startupProbe fails, holds the other probes until the
+startupProbe succeeds, tracks readiness from the readinessProbe,
 and reports it all as the pod's status: phase, conditions and containerStatuses with
 restartCount, exit codes and reasons. Deleting the pod sends SIGTERM to its containers
 and SIGKILL once its grace period is over, then removes the pod object, as a kubelet
@@ -58,6 +59,8 @@ class ContainerRun:
     restart_at: float | None = None
     readiness: ProbeState | None = None
     liveness: ProbeState | None = None
+    startup: ProbeState | None = None
+    started: bool = False
 
     @property
     def name(self) -> str:
@@ -72,7 +75,7 @@ class ContainerRun:
             "imageID": "",
             "containerID": f"local://{self.process.pid}" if self.process and self.process.pid else "",
             "ready": self.ready,
-            "started": running,
+            "started": running and self.started,
             "restartCount": self.restart_count,
             "state": self.state,
             "lastState": self.last_state,
@@ -213,8 +216,10 @@ class PodWorker(threading.Thread):
             if not init:
                 readiness = probe_spec(container, "readinessProbe", plan.ports, where)
                 liveness = probe_spec(container, "livenessProbe", plan.ports, where)
+                startup = probe_spec(container, "startupProbe", plan.ports, where)
                 run.readiness = ProbeState(readiness, 0, False) if readiness else None
                 run.liveness = ProbeState(liveness, 0, True) if liveness else None
+                run.startup = ProbeState(startup, 0, False) if startup else None
             runs.append(run)
         return [r for r in runs if r.init], [r for r in runs if not r.init]
 
@@ -251,10 +256,13 @@ class PodWorker(threading.Thread):
         run.state = {"running": {"startedAt": now_rfc3339()}}
         run.restart_at = None
         run.ready = run.readiness is None
+        run.started = run.startup is None
         if run.readiness:
             run.readiness = ProbeState(run.readiness.spec, started, False)
         if run.liveness:
             run.liveness = ProbeState(run.liveness.spec, started, True)
+        if run.startup:
+            run.startup = ProbeState(run.startup.spec, started, False)
 
     def _ended(self, run: ContainerRun) -> int:
         """Record how the container's process ended; return its exit code as Kubernetes reports it."""
@@ -299,18 +307,30 @@ class PodWorker(threading.Thread):
                 self._backoff(run)
             return True
         changed = False
+        if not run.started:
+            # The kubelet runs no other probe before the startupProbe succeeds; they are due from then on.
+            if run.startup.step(now):
+                run.started = changed = True
+            elif run.startup.failures >= run.startup.spec.failure_threshold:
+                return self._restart_unhealthy(run, policy, "startup")
+            else:
+                return False
         if run.liveness and run.liveness.step(now) is False:
-            self.node.console.say(f"{self.where} container {run.name}: liveness probe failed, restarting it")
-            run.process.stop(self._grace())
-            self._ended(run)
-            if policy != "Never":
-                self._backoff(run)
-            return True
+            return self._restart_unhealthy(run, policy, "liveness")
         if run.readiness:
             result = run.readiness.step(now)
             if result is not None:
                 run.ready, changed = result, True
         return changed
+
+    def _restart_unhealthy(self, run: ContainerRun, policy: str, probe: str) -> bool:
+        """Kill a container whose liveness or startup probe failed; its restart policy decides what follows."""
+        self.node.console.say(f"{self.where} container {run.name}: {probe} probe failed, restarting it")
+        run.process.stop(self._grace())
+        self._ended(run)
+        if policy != "Never":
+            self._backoff(run)
+        return True
 
     def _phase(self, policy: str) -> str:
         if any("running" in r.state or r.restart_at is not None for r in self.containers):

@@ -220,6 +220,48 @@ def test_readiness_makes_the_pod_ready_and_a_failing_liveness_probe_restarts_the
     assert status["lastState"]["terminated"]["exitCode"] != 0, status
 
 
+def test_a_startup_probe_holds_the_other_probes_and_restarts_a_container_that_never_starts(node):
+    port = free_port()
+    slow = shell_pod(
+        "slow-start",
+        f"sleep 3; exec python3 -m http.server {port} --bind 127.0.0.1 --directory /tmp",
+        restart="Always",
+        container={
+            "ports": [{"name": "http", "containerPort": port}],
+            "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 30},
+            # Before the port opens, this would kill the container at once if the startup probe did not hold it.
+            "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
+            # An hour between readiness probes: Ready within the test means none was tried before startup passed.
+            "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 3600},
+        },
+    )
+    never = shell_pod(
+        "never-starts",
+        "exec sleep 1000",
+        restart="Always",
+        container={
+            "ports": [{"name": "http", "containerPort": free_port()}],
+            "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1, "failureThreshold": 2},
+        },
+    )
+    apply(node, slow, never)
+
+    def ready_status():
+        pod = get(node, "pod", "slow-start") or {}
+        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        return conditions.get("Ready") == "True" and pod["status"]["containerStatuses"][0]
+
+    status = wait_for(ready_status, 60, "Ready after its startup probe")
+    assert status["started"] is True and status["restartCount"] == 0, status
+    restarted = wait_for(
+        lambda: (s := get(node, "pod", "never-starts")["status"]["containerStatuses"][0])["restartCount"] >= 1 and s,
+        60,
+        "restarted by its startup probe",
+    )
+    assert restarted["started"] is False and restarted["ready"] is False, restarted
+    assert restarted["lastState"]["terminated"]["exitCode"] != 0, restarted
+
+
 def test_deletion_sends_sigterm_then_sigkill_after_the_grace_period_and_removes_the_pod(node):
     apply(
         node,

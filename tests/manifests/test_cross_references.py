@@ -315,3 +315,23 @@ def test_probes_use_declared_ports(renderings, name):
                     assert port in names, f"{template.where}/{container['name']} {probe} port {port}"
             if not template.where.startswith("PyTorchJob/"):
                 assert {"livenessProbe", "readinessProbe"} <= set(container), f"{template.where}/{container['name']}"
+
+
+@pytest.mark.parametrize("name", KUSTOMIZATIONS)
+def test_servers_have_a_startup_probe_on_their_liveness_endpoint(renderings, name):
+    """A slow start (torch's import on a busy node) is waited for, second by second, and nothing longer.
+
+    The startup probe asks whether the server is up, not whether a model is ready: before the first
+    training run publishes one, a startup probe on readiness would have the kubelet kill the server.
+    """
+    for template in pod_templates(renderings[name]):
+        if template.where.startswith("PyTorchJob/"):
+            continue
+        for container in template.spec["containers"]:
+            where = f"{template.where}/{container['name']}"
+            startup = container.get("startupProbe")
+            assert startup, f"{where} has no startupProbe"
+            assert startup["httpGet"] == container["livenessProbe"]["httpGet"], where
+            assert startup["periodSeconds"] == 1 and startup["periodSeconds"] * startup["failureThreshold"] >= 60, where
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert "initialDelaySeconds" not in container[probe], f"{where} {probe}: the startupProbe delays it"
