@@ -9,6 +9,7 @@ the API server at `https://127.0.0.1:<port>`, served over TLS with a certificate
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 KEEPER = REPO / "local_cluster" / "node" / "keeper.py"
 INIT_CONTAINER_TEMPLATE = REPO / "operators" / "training-operator" / "init-container.yaml"
 # The one webhook of the Training Operator that matters here (it runs only its PyTorchJob controller).
+TRAINING_OPERATOR_GROUP = "kubeflow.org"
 TRAINING_OPERATOR_WEBHOOK = "validator.training-operator.kubeflow.org"
 TRAINING_OPERATOR_WEBHOOK_PATH = "/validate-kubeflow-org-v1-pytorchjob"
 # Where a kubelet would mount the webhook Secret; the Training Operator's certificate manager has it built
@@ -98,30 +100,46 @@ class ControlPlane:
         self.with_trainer_v2 = trainer_v2
         self.with_kserve = kserve
         self._api: Api | None = None
+        self._started = time.monotonic()
+        self._binaries: dict[str, Path] = {}
         self.pki = pki.ensure_pki(build.cache_dir() / "pki")
         self.ports_file = self.state_dir / "ports.json"
 
-    # --- the two entry points -----------------------------------------------------------------------
+    # --- starting and stopping --------------------------------------------------------------------------
     def up(self, timeout_s: float = 180.0) -> None:
         """Start everything and wait until it is ready; a no-op if this cluster is already running."""
         if self.running():
             self.log(f"local-cluster: already running ({self.state_dir})")
             return
+        self.start_core(timeout_s)
+        self.start_operators(timeout_s)
+
+    def start_core(self, timeout_s: float = 180.0) -> None:
+        """etcd, the API server and the controller manager, with the CRDs installed: ready for plain objects.
+
+        Objects that an operator's webhook must see wait for `start_operators` (see `needs_operators`).
+        """
         self.down(quiet=True)
-        started = time.monotonic()
-        binaries = build.ensure_built(build.binaries(load_versions()), log=self.log)
+        self._started = time.monotonic()
+        self._binaries = binaries = build.ensure_built(build.binaries(load_versions()), log=self.log)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ports = Ports.free()
         self.ports_file.write_text(json.dumps(ports.__dict__))
         self._write_kubeconfig(ports)
         deadline = time.monotonic() + timeout_s
-        try:
+        with self._stopped_on_failure():
             self._start_etcd(binaries["etcd"], ports, deadline)
             self._start_apiserver(binaries["kube-apiserver"], ports, deadline)
             # The controller manager needs no CRD: it starts while they are installed.
             self._start_controller_manager(binaries["kube-controller-manager"], ports)
             self._install_crds(deadline)
             self._wait("kube-controller-manager", f"https://127.0.0.1:{ports.controller_manager}/healthz", deadline)
+
+    def start_operators(self, timeout_s: float = 180.0) -> None:
+        """The Training Operator, and Trainer v2 with JobSet and KServe where wanted, each waited for."""
+        binaries, ports = self._binaries, self.ports()
+        deadline = time.monotonic() + timeout_s
+        with self._stopped_on_failure():
             self._mount_webhook_certs()
             self._start_training_operator(binaries["training-operator"], ports, deadline)
             if self.with_trainer_v2:
@@ -130,13 +148,24 @@ class ControlPlane:
             if self.with_kserve:
                 kserve.start_kserve(self, binaries["kserve-controller-manager"], ports, deadline)
             self._wait_for_default_service_account(deadline)
+        self.log(f"local-cluster: ready in {time.monotonic() - self._started:.0f} s")
+
+    def needs_operators(self, obj: dict) -> bool:
+        """True for an object that an operator's admission webhook must see: apply it after `start_operators`."""
+        group = obj.get("apiVersion", "").rpartition("/")[0]
+        return group in (TRAINING_OPERATOR_GROUP, *self._operator_groups())
+
+    @contextlib.contextmanager
+    def _stopped_on_failure(self):
+        """Stop every process when starting fails, and say why as a ClusterError."""
+        try:
+            yield
         except ClusterError:
             self.down(quiet=True)
             raise
         except BaseException as err:
             self.down(quiet=True)
             raise ClusterError(f"{type(err).__name__}: {err}") from err
-        self.log(f"local-cluster: ready in {time.monotonic() - started:.0f} s")
 
     def down(self, quiet: bool = False) -> None:
         """Stop every process this cluster started, newest first; none is left."""
@@ -315,13 +344,27 @@ class ControlPlane:
 
     # --- what the operators' installs would create -------------------------------------------------
     def _install_crds(self, deadline: float) -> None:
-        """Every CRD in the CRDs folder, applied server-side, and the operators' namespace."""
-        crds = [crd for path in sorted(self.crds_dir.glob("*.yaml")) for crd in crds_of(path)]
+        """The CRDs in the CRDs folder, applied server-side, and the operators' namespace.
+
+        A CRD of an operator this cluster does not start is left out: the API server spends seconds on
+        each large schema, and nothing would reconcile its objects.
+        """
+        skipped = {group for group, wanted in self._operator_groups().items() if not wanted}
+        crds = [
+            crd
+            for path in sorted(self.crds_dir.glob("*.yaml"))
+            for crd in crds_of(path)
+            if crd.get("spec", {}).get("group") not in skipped
+        ]
         if not crds:
             raise ClusterError(f"no CRDs in {self.crds_dir}: run `make crds` or set CRDS_DIR")
         self.log(f"local-cluster: installing {len(crds)} CRDs from {self.crds_dir}")
         self.apply_crds(crds, deadline)
         self.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+
+    def _operator_groups(self) -> dict[str, bool]:
+        """The API group of each optional operator's CRDs, and whether this cluster starts it."""
+        return {trainer_v2.API_GROUP: self.with_trainer_v2, kserve.API_GROUP: self.with_kserve}
 
     def _register_training_operator_webhook(self, ports: Ports) -> None:
         """The webhook Secret that the operator's cert-controller adopts, and its webhook configuration.

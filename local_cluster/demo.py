@@ -476,14 +476,21 @@ def run(settings: Settings, console: Console) -> int:
             trainer_v2=any(d["kind"] == "TrainJob" for d in rendering.documents),
             kserve=any(d["kind"] == "InferenceService" for d in rendering.documents),
         )
-        cluster.down(quiet=True)
-        cluster.up()
+        cluster.start_core()
         console.say(
             f"kubeconfig: {cluster.kubeconfig} (KUBECONFIG={cluster.kubeconfig} kubectl get pytorchjob,sdep,pods)"
         )
         node: Process = supervisor.start(node_process(settings, cluster.kubeconfig))
-        console.say(f"applying {len(objects)} objects of {settings.overlay}")
-        cluster.apply_objects(objects)
+        # The pods of plain objects start while the operators do; the operators' own kinds wait for their webhooks.
+        later = [o for o in objects if cluster.needs_operators(o)]
+        now = [o for o in objects if o not in later]
+        console.say(f"applying {len(now)} objects of {settings.overlay}")
+        cluster.apply_objects(now)
+        cluster.start_operators()
+        if later:
+            names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in later)
+            console.say(f"applying {names} (their operators are ready)")
+            cluster.apply_objects(later)
         return _follow(settings, console, rendering, training if train else None, cluster, node, started)
     except RefusedError as refusal:
         console.say(f"REFUSED {refusal}")

@@ -22,6 +22,7 @@ from local_cluster.versions import load_versions
 KSERVE_MODULE = "github.com/kserve/kserve"
 # The manager reads its ConfigMap from $POD_NAMESPACE, `kserve` by default (pkg/constants/constants.go).
 KSERVE_NAMESPACE = "kserve"
+API_GROUP = "serving.kserve.io"
 CONFIGMAP_NAME = "inferenceservice-config"
 DEFAULT_DEPLOYMENT_MODE = "Standard"
 

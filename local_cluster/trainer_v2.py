@@ -19,6 +19,7 @@ from local_cluster import build, webhooks
 from local_cluster.versions import load_versions
 
 TRAINER_NAMESPACE = "kubeflow-system"
+API_GROUP = "trainer.kubeflow.org"
 RUNTIME_FILE = "runtime-torch_distributed.yaml"
 # Where a Trainer install tells clients its version (manifests/overlays/manager); the Kubeflow SDK reads it.
 PUBLIC_CONFIGMAP = "kubeflow-trainer-public"
