@@ -341,6 +341,21 @@ class ControlPlane:
             deadline,
             env={"MY_POD_NAMESPACE": OPERATOR_NAMESPACE},
         )
+        self._wait_for_webhook("training-operator", ports.operator_webhook, TRAINING_OPERATOR_WEBHOOK_PATH, deadline)
+
+    def _wait_for_webhook(self, name: str, port: int, path: str, deadline: float) -> None:
+        """Wait until the webhook server serves `path`: an operator's /readyz can pass before it registers
+        its webhooks, and the API server then refuses the operator's kinds (404 from the webhook)."""
+        url = f"https://127.0.0.1:{port}{path}"
+        while time.monotonic() < deadline:
+            try:
+                # An empty review gets an answer (an error review) once the path is served, a 404 before.
+                if requests.post(url, data=b"", verify=str(self.pki.ca_cert), timeout=2).status_code != 404:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise ClusterError(f"{name} did not serve its webhook {path} in time:\n{self.table.log_tail(name)}")
 
     # --- what the operators' installs would create -------------------------------------------------
     def _install_crds(self, deadline: float) -> None:

@@ -37,7 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 STATE_FILE = "run_local.json"
 MAX_GRACE_SECONDS = 15.0
 BIND_ADDRESSES = ("127.0.0.1", "0.0.0.0")
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# SIGINT too: a shell that starts the demo in the background (`make demo &` in a script) ignores SIGINT
+# for it, and Ctrl-C or a kill -INT must still stop it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MNIST_FILES = ("-ubyte", "-ubyte.gz")
 TRAINING_KINDS = ("PyTorchJob", "TrainJob")
 # Served next to the overlay's workloads, over the trainer's event files on the claim.
@@ -408,6 +410,12 @@ class Watch:
             return []
         return masters[-1].read_text(errors="replace").splitlines()[-lines:]
 
+    @staticmethod
+    def serving_workloads(rendering: Rendering) -> list[str]:
+        """Every workload that `serving_ready` waits for, as "Kind/name"."""
+        kinds = ("SeldonDeployment", "InferenceService", "Deployment")
+        return [f"{kind}/{obj['metadata']['name']}" for kind in kinds for obj in rendering.of_kind(kind)]
+
     def serving_ready(self, rendering: Rendering) -> list[str]:
         """The serving workloads not yet available (SeldonDeployment, InferenceService, Deployments)."""
         waiting = []
@@ -489,7 +497,7 @@ def run(settings: Settings, console: Console) -> int:
         cluster.start_operators()
         if later:
             names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in later)
-            console.say(f"applying {names} (their operators are ready)")
+            console.say(f"applying {names}, now that the operators are ready")
             cluster.apply_objects(later)
         return _follow(settings, console, rendering, training if train else None, cluster, node, started)
     except RefusedError as refusal:
@@ -539,16 +547,20 @@ def _follow(settings, console, rendering, training, cluster, node, run_started: 
         console.say(f"{training.name}: {kind}")
     started = time.monotonic()
     deadline = started + settings.ready_timeout
-    pending = None
-    while waiting := watch.serving_ready(rendering):
-        for ready in sorted(set(pending or []) - set(waiting)):
-            console.say(f"{ready}: available after {time.monotonic() - started:.0f} s")
-        pending = waiting
+    workloads = watch.serving_workloads(rendering)
+    reported: set[str] = set()
+    while True:
+        waiting = watch.serving_ready(rendering)
+        for ready in [w for w in workloads if w not in waiting and w not in reported]:
+            # Since the run began: their pods may have started before the training job was applied.
+            console.say(f"{ready}: available after {time.monotonic() - run_started:.0f} s")
+            reported.add(ready)
+        if not waiting:
+            break
         alive()
         if time.monotonic() > deadline:
             raise WorkloadFailedError(", ".join(waiting), f"not available after {settings.ready_timeout:.0f} s")
         time.sleep(POLL_S)
-    console.say(f"serving: available after {time.monotonic() - started:.0f} s")
     answer = predict_through_frontend(settings.frontend_port, "Deployment/mnist-frontend")
     console.say(
         f"check: a drawn 1 sent through the frontend came back as {answer.get('prediction')} "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -111,7 +112,8 @@ def port_open(port: int) -> bool:
 class Runner:
     """The demo in the background, its output collected line by line."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, as_background_job: bool = False):
+        """`as_background_job`: started with SIGINT ignored, as a non-interactive shell starts `cmd &`."""
         self.proc = subprocess.Popen(
             demo_command(args),
             cwd=REPO,
@@ -119,6 +121,7 @@ class Runner:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if as_background_job else None,
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -50,9 +50,12 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
     return running(pids)
 
 
-def ready_runner(published: list, *extra) -> tuple[Runner, int, int]:
+def ready_runner(published: list, *extra, as_background_job: bool = False) -> tuple[Runner, int, int]:
     frontend_port, model_port = free_port(), free_port()
-    runner = Runner(*published, "--frontend-port", frontend_port, "--model-port", model_port, *extra)
+    runner = Runner(
+        *published, "--frontend-port", frontend_port, "--model-port", model_port, *extra,
+        as_background_job=as_background_job,
+    )  # fmt: skip
     runner.wait_for("READY: open", STARTUP_TIMEOUT)
     return runner, frontend_port, model_port
 
@@ -96,14 +99,18 @@ def test_after_a_sigkill_nothing_is_left_once_the_grace_period_is_over_and_the_n
         again.kill()
 
 
-def test_every_interface_only_when_asked(published):
-    runner, frontend_port, model_port = ready_runner(published, "--bind-address", "0.0.0.0")
+def test_every_interface_only_when_asked_and_sigint_stops_a_demo_started_in_the_background(published):
+    # A script's `make demo &` starts it with SIGINT ignored; SIGINT (Ctrl-C, kill -INT) must still stop it.
+    runner, frontend_port, model_port = ready_runner(published, "--bind-address", "0.0.0.0", as_background_job=True)
     try:
         sockets = listening_sockets(process_tree(runner.proc.pid))
     finally:
         runner.proc.send_signal(signal.SIGINT)
-        runner.proc.wait(timeout=60)
-        runner.kill()
+        try:
+            code = runner.proc.wait(timeout=60)
+        finally:
+            runner.kill()
+    assert code == 130, runner.output()
     addresses = {port: address for _, address, port in sockets}
     assert addresses[frontend_port] == addresses[model_port] == "0.0.0.0", sockets
 
