@@ -72,15 +72,16 @@ demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## Ru
 .PHONY: test test-lane-1 test-lane-2
 # Two lanes side by side, each running its suites in turn: the suites that start control planes and demos
 # wait on processes about as much as they compute. What the lanes share is made first, once. Each lane's
-# output is printed whole when it ends (make's --output-sync), so the two do not interleave.
+# output is printed whole when it ends (make's --output-sync), so the two do not interleave. The two lanes
+# hold make's two job slots, so each runs its suites one after another.
 TESTS_LANE_1 := test-demo test-tensorboard test-scripts test-manifests
 TESTS_LANE_2 := test-trainer test-serving test-kserve test-frontend test-pipelines test-cluster
 test: venvs crds-present cluster-build ## Run every test suite, two at a time (no GPU, no network; the cluster is a local control plane).
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-lane-1 test-lane-2
 test-lane-1:
-	$(MAKE) --no-print-directory -j1 $(TESTS_LANE_1)
+	$(MAKE) --no-print-directory $(TESTS_LANE_1)
 test-lane-2:
-	$(MAKE) --no-print-directory -j1 $(TESTS_LANE_2)
+	$(MAKE) --no-print-directory $(TESTS_LANE_2)
 
 PYTEST_ARGS ?= -q
 .PHONY: test-trainer test-serving test-kserve test-frontend test-manifests test-scripts test-demo test-pipelines test-tensorboard test-cluster
