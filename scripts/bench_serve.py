@@ -14,11 +14,13 @@ Two measurements of each:
   saturation  closed loop: `wrk`, N connections for D seconds; the latency there is mostly
               queueing (Little's law: mean latency = connections / throughput)
   open loop   `hey -q` at fixed offered rates (--rates, default 200, 400, 800 req/s): hey's rate
-              is per worker, so each rate is R/50 workers at 50 req/s each. hey starts its
-              workers together and each sends on its own ticker, so requests come in bursts of
-              one per worker every 20 ms; fewer, faster workers keep those bursts small. A
-              worker whose answer takes longer than 20 ms skips ticks (coordinated omission):
-              the served rate then falls below the offered one, and the table shows both
+              is per worker, so each rate is R/50 workers at 50 req/s each. Each worker is a hey
+              process of its own, started 1/R s after the previous one, so requests arrive
+              evenly spaced, one every 1/R s, as from independent clients. (One hey with R/50
+              workers starts them together, each on its own ticker: requests then come in
+              bursts of one per worker every 20 ms; --lockstep measures that.) A worker whose
+              answer takes longer than 20 ms skips ticks (coordinated omission): the served
+              rate then falls below the offered one, and the table shows both
 
 Optional rows: --floor adds, with the same settings as ours, a server that answers
 without doing any work (scripts/bench_serve/ConstantModel.py), the cost of seldon-core
@@ -328,14 +330,31 @@ def run_wrk(url: str, script: Path, duration: float, connections: int, threads: 
     )
 
 
-def run_hey(url: str, body_file: Path, rate: int, duration: float) -> Result:
-    """Offer `rate` req/s open-loop with hey (rate / HEY_WORKER_RATE workers); percentiles from its per-request CSV."""
+def run_hey(url: str, body_file: Path, rate: int, duration: float, lockstep: bool = False) -> Result:
+    """Offer `rate` req/s open-loop with hey (rate / HEY_WORKER_RATE workers); percentiles from its per-request CSV.
+
+    One hey starts all its workers at once, each on its own ticker, so requests come in bursts of one
+    per worker (`lockstep`). By default each worker is a hey of its own, started 1 / rate seconds after
+    the previous one, so that requests arrive evenly spaced, as from independent clients.
+    """
     workers = max(1, round(rate / HEY_WORKER_RATE))
-    command = ["hey", "-z", f"{duration:g}s", "-c", str(workers), "-q", str(HEY_WORKER_RATE), "-o", "csv"]
+    command = ["hey", "-z", f"{duration:g}s", "-q", str(HEY_WORKER_RATE), "-o", "csv"]
     command += ["-m", "POST", "-T", "application/json", "-D", str(body_file), url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if lockstep:
+        runs = [subprocess.Popen([*command[:1], "-c", str(workers), *command[1:]], stdout=subprocess.PIPE, text=True)]
+    else:
+        runs = []
+        for _ in range(workers):
+            runs.append(subprocess.Popen([*command[:1], "-c", "1", *command[1:]], stdout=subprocess.PIPE, text=True))
+            time.sleep(1 / (HEY_WORKER_RATE * workers))
+    output = ""
+    for run in runs:
+        out, _ = run.communicate()
+        if run.returncode != 0:
+            sys.exit(f"hey failed ({run.returncode}) against {url}")
+        output += out
     # response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
-    rows = [line.split(",") for line in output.splitlines()[1:] if line.count(",") >= 7]
+    rows = [line.split(",") for line in output.splitlines() if line.count(",") >= 7 and line[0].isdigit()]
     latencies = np.array([float(row[0]) * 1e3 for row in rows if row[6] == "200"])
     errors = sum(1 for row in rows if row[6] != "200")
     if latencies.size == 0:
@@ -407,6 +426,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default: 8)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default: 2)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per setup (default: 3)")
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="open loop from one hey whose workers send together, in bursts (default: one hey per worker, staggered)",
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring (default: 2)")
     parser.add_argument("--workers", type=int, default=2, help="GUNICORN_WORKERS of ours (default: 2)")
     parser.add_argument("--threads", type=int, default=1, help="GUNICORN_THREADS of ours (default: 1)")
@@ -554,7 +578,7 @@ def main() -> None:
             for rate in args.rates:
                 for server in open_loop:
                     contention = Contention(server)
-                    result = run_hey(server.url, bodies[server.config.name], rate, args.open_duration)
+                    result = run_hey(server.url, bodies[server.config.name], rate, args.open_duration, args.lockstep)
                     contention.record(result, result.requests)
                     open_results[(server.config.name, rate)].append(result)
                     print(

@@ -142,3 +142,14 @@ def wait_ready(server: KServeServer, timeout: float = 30.0) -> None:
     while server.ready().status_code != 200:
         assert time.monotonic() < deadline, server.ready().text
         time.sleep(0.2)
+
+
+def test_no_log_line_per_request(kserve, digits):
+    """kserve's timing middleware logs each request's wall and CPU time; serve_mnist.py keeps that quiet."""
+    images, _ = digits
+    before = kserve.output().count("\n")
+    for _ in range(20):
+        v2_answer(kserve.infer_v2(v2_tensor(images[:1])))
+        v1_answer(kserve.predict_v1({"instances": images[:1].tolist()}))
+    lines = kserve.output().splitlines()[before:]
+    assert not [line for line in lines if "kserve.trace" in line or "/infer" in line or ":predict" in line], lines[:5]
