@@ -74,8 +74,8 @@ demo: $(foreach e,$(DEMO_ENVS),$(VENV)/$(e)/.installed) $(GO) crds-present ## Ru
 # wait on processes about as much as they compute. What the lanes share is made first, once. Each lane's
 # output is printed whole when it ends (make's --output-sync), so the two do not interleave. The two lanes
 # hold make's two job slots, so each runs its suites one after another.
-TESTS_LANE_1 := test-demo test-tensorboard test-scripts test-manifests
-TESTS_LANE_2 := test-trainer test-serving test-kserve test-frontend test-pipelines test-cluster
+TESTS_LANE_1 := test-demo test-tensorboard test-scripts test-manifests test-serving
+TESTS_LANE_2 := test-trainer test-kserve test-frontend test-pipelines test-cluster
 test: venvs crds-present cluster-build ## Run every test suite, two at a time (no GPU, no network; the cluster is a local control plane).
 	$(MAKE) --no-print-directory -j2 --output-sync=recurse test-lane-1 test-lane-2
 test-lane-1:
