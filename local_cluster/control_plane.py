@@ -347,15 +347,15 @@ class ControlPlane:
         """Wait until the webhook server serves `path`: an operator's /readyz can pass before it registers
         its webhooks, and the API server then refuses the operator's kinds (404 from the webhook)."""
         url = f"https://127.0.0.1:{port}{path}"
-        while time.monotonic() < deadline:
+
+        def serves() -> bool:
             try:
                 # An empty review gets an answer (an error review) once the path is served, a 404 before.
-                if requests.post(url, data=b"", verify=str(self.pki.ca_cert), timeout=2).status_code != 404:
-                    return
+                return requests.post(url, data=b"", verify=str(self.pki.ca_cert), timeout=2).status_code != 404
             except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise ClusterError(f"{name} did not serve its webhook {path} in time:\n{self.table.log_tail(name)}")
+                return False
+
+        self._wait_until(name, url, serves, deadline)
 
     # --- what the operators' installs would create -------------------------------------------------
     def _install_crds(self, deadline: float) -> None:
@@ -486,11 +486,15 @@ class ControlPlane:
 
     def _wait(self, name: str, url: str, deadline: float, tls: bool = True) -> None:
         self.log(f"local-cluster: starting {name}")
+        self._wait_until(name, url, lambda: self._ready(url, tls), deadline)
+
+    def _wait_until(self, name: str, url: str, ready, deadline: float) -> None:
+        """Poll `ready()` until it is true; a ClusterError with its last lines if the process exits or time runs out."""
         record = next(r for r in reversed(self.table.records()) if r.name == name)
         while time.monotonic() < deadline:
             if not is_running(record):
                 raise ClusterError(f"{name} exited during start-up:\n{self.table.log_tail(name)}")
-            if self._ready(url, tls):
+            if ready():
                 return
             time.sleep(0.2)
         raise ClusterError(f"{name} was not ready in time ({url}):\n{self.table.log_tail(name)}")

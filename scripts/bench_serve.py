@@ -338,14 +338,12 @@ def run_hey(url: str, body_file: Path, rate: int, duration: float, lockstep: boo
     the previous one, so that requests arrive evenly spaced, as from independent clients.
     """
     workers = max(1, round(rate / HEY_WORKER_RATE))
-    command = ["hey", "-z", f"{duration:g}s", "-q", str(HEY_WORKER_RATE), "-o", "csv"]
-    command += ["-m", "POST", "-T", "application/json", "-D", str(body_file), url]
-    if lockstep:
-        runs = [subprocess.Popen([*command[:1], "-c", str(workers), *command[1:]], stdout=subprocess.PIPE, text=True)]
-    else:
-        runs = []
-        for _ in range(workers):
-            runs.append(subprocess.Popen([*command[:1], "-c", "1", *command[1:]], stdout=subprocess.PIPE, text=True))
+    runs = []
+    for concurrency in [workers] if lockstep else [1] * workers:
+        command = ["hey", "-z", f"{duration:g}s", "-c", str(concurrency), "-q", str(HEY_WORKER_RATE), "-o", "csv"]
+        command += ["-m", "POST", "-T", "application/json", "-D", str(body_file), url]
+        runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        if not lockstep:
             time.sleep(1 / (HEY_WORKER_RATE * workers))
     output = ""
     for run in runs:
