@@ -9,6 +9,7 @@ Real servers are started on free ports:
             root, with the worker settings of the SeldonDeployment (`data.ndarray` requests)
   kserve    the KServe model `mnist` (serving/kserve_predictor) on kserve's ModelServer, one
             process as the InferenceService runs it (V2 requests: one FP32 tensor [1, 28, 28])
+  kserve-v1 the same server, asked in the V1 protocol (`instances`: one 28x28 image)
 
 Two measurements of each:
   saturation  closed loop: `wrk`, N connections for D seconds; the latency there is mostly
@@ -26,8 +27,11 @@ Optional rows: --floor adds, with the same settings as ours, a server that answe
 without doing any work (scripts/bench_serve/ConstantModel.py), the cost of seldon-core
 itself, the same with our metrics buffer (the floor under ours), and one that only
 decodes and checks the input as ours does
-(scripts/bench_serve/InputOnlyModel.py); --metrics-unbuffered adds ours with Seldon's own
-metrics update on every request (metrics_flush_s=0, see serving/metrics_buffer.py);
+(scripts/bench_serve/InputOnlyModel.py); and kserve's ModelServer with a model that does
+no work (scripts/bench_serve/serve_kserve_floor.py), asked in V2 and in V1, in one process
+as deployed and in two (kserve's --workers 2): the ceiling of the KServe rows.
+--metrics-unbuffered adds ours with Seldon's own metrics update on every request
+(metrics_flush_s=0, see serving/metrics_buffer.py);
 --baseline-one-thread adds the baseline with OMP_NUM_THREADS=1, which separates what
 torch's default of one thread per core costs on a busy machine.
 The servers are measured in alternation for --rounds rounds; the table shows medians.
@@ -71,6 +75,7 @@ SELDON = Path(sys.executable).parent / "seldon-core-microservice"
 # The KServe environment next to this one (.venv/kserve beside .venv/serving).
 KSERVE_PYTHON = Path(sys.executable).parents[1].parent / "kserve" / "bin" / "python"
 SERVE_MNIST = REPO / "serving" / "kserve_predictor" / "serve_mnist.py"
+KSERVE_FLOOR = REPO / "scripts" / "bench_serve" / "serve_kserve_floor.py"
 # hey's -q is per worker: each worker sends one request every 1 / HEY_WORKER_RATE seconds.
 HEY_WORKER_RATE = 50
 P99_TARGET_MS = 10.0
@@ -98,7 +103,8 @@ class Config:
     grpc_workers: int
     parameters: list[dict]
     env: dict[str, str] = field(default_factory=dict)
-    server: str = "seldon"  # or "kserve"
+    server: str = "seldon"  # or "kserve": then `interface` is the script that starts kserve's ModelServer
+    protocol: str = "v2"  # of a KServe server: "v2" (Open Inference Protocol) or "v1"
 
 
 @dataclass
@@ -164,15 +170,20 @@ class Server:
         env = dict(os.environ)
         env.update(PYTHONPATH=os.pathsep.join(str(p) for p in config.pythonpath), **config.env)
         model_root = next(p["value"] for p in config.parameters if p["name"] == "model_root")
-        argv = [str(KSERVE_PYTHON), str(SERVE_MNIST), f"--model_root={model_root}", f"--http_port={self.http_port}"]
+        argv = [str(KSERVE_PYTHON), config.interface, f"--model_root={model_root}", f"--http_port={self.http_port}"]
+        if config.workers > 1:
+            argv.append(f"--workers={config.workers}")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.http_port}/v2/models/mnist/infer"
-        self.ready_url = f"http://127.0.0.1:{self.http_port}/v2/models/mnist/ready"
+        base = f"http://127.0.0.1:{self.http_port}"
+        self.url = f"{base}/v1/models/mnist:predict" if config.protocol == "v1" else f"{base}/v2/models/mnist/infer"
+        self.ready_url = f"{base}/v2/models/mnist/ready"
 
     def body(self) -> str:
         """One single-image request in this server's protocol."""
         image = sample_image()
+        if self.config.server == "kserve" and self.config.protocol == "v1":
+            return json.dumps({"instances": image})
         if self.config.server == "kserve":
             flat = np.asarray(image).ravel().tolist()
             tensor = {"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": flat}
@@ -491,10 +502,13 @@ def main() -> None:
             for w, t, g in ours
         ),
     ]
+    kserve_path = [REPO / "serving" / "kserve_predictor", *ours_path]
     if not args.no_kserve:
-        kserve_path = [REPO / "serving" / "kserve_predictor", *ours_path]
         # One process, one torch thread: the InferenceService's container (components/kserve).
-        configs.insert(2, Config("kserve", "mnist", kserve_path, 1, 1, 0, parameters, KSERVE_ENV, "kserve"))
+        configs[2:2] = [
+            Config(name, str(SERVE_MNIST), kserve_path, 1, 1, 0, parameters, KSERVE_ENV, "kserve", protocol)
+            for name, protocol in (("kserve", "v2"), ("kserve-v1", "v1"))
+        ]
     if args.metrics_unbuffered:
         unbuffered = [*parameters, flush_parameter(0)]
         configs.append(
@@ -540,6 +554,16 @@ def main() -> None:
                 ("input-floor", "InputOnlyModel", []),
             )
         ]
+    if args.floor and not args.no_kserve:
+        configs += [
+            Config(name, str(KSERVE_FLOOR), kserve_path, workers, 1, 0, parameters, KSERVE_ENV, "kserve", protocol)
+            for name, workers, protocol in (
+                ("kserve-floor", 1, "v2"),
+                ("kserve-floor-v1", 1, "v1"),
+                ("kserve-floor-2w", 2, "v2"),
+                ("kserve-floor-v1-2w", 2, "v1"),
+            )
+        ]
     load_before = os.getloadavg()[0]
     print(f"model {ARCHITECTURE} {version}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s")
     if shutil.which("hey") is None:
@@ -552,8 +576,9 @@ def main() -> None:
         scripts[server.config.name] = work / f"{server.config.name}.lua"
         scripts[server.config.name].write_text(WRK_SCRIPT.format(body=server.body()))
     results: dict[str, list[Result]] = {config.name: [] for config in configs}
-    # The open-loop rows: the baseline, ours as deployed and the KServe server.
-    open_loop = [s for s in servers if s.config.name in ("baseline", configs[1].name, "kserve")]
+    # The open-loop rows: the baseline, ours as deployed and the KServe server in both protocols.
+    deployed = f"ours-w{args.workers}-t{args.threads}-g{args.grpc_workers}"
+    open_loop = [s for s in servers if s.config.name in ("baseline", deployed, "kserve", "kserve-v1")]
     open_results: dict[tuple[str, int], list[Result]] = {(s.config.name, r): [] for s in open_loop for r in args.rates}
     try:
         for server in servers:
