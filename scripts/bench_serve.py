@@ -568,6 +568,7 @@ def main() -> None:
     print(f"model {ARCHITECTURE} {version}; wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration:g}s")
     if shutil.which("hey") is None:
         sys.exit("hey is not installed: apt-get install -y hey")
+    name_width = max(len(config.name) for config in configs)
     servers = [Server(config, work) for config in configs]
     scripts, bodies = {}, {}
     for server in servers:
@@ -593,7 +594,7 @@ def main() -> None:
                 contention.record(result, result.requests)
                 results[server.config.name].append(result)
                 print(
-                    f"round {round_number + 1} {server.config.name:<16} {result.requests_per_s:8.0f} req/s  "
+                    f"round {round_number + 1} {server.config.name:<{name_width}} {result.requests_per_s:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  {contention_text(result)}  "
                     f"errors {result.errors}",
                     flush=True,
@@ -605,7 +606,7 @@ def main() -> None:
                     contention.record(result, result.requests)
                     open_results[(server.config.name, rate)].append(result)
                     print(
-                        f"round {round_number + 1} {server.config.name:<16} offered {rate:4d} req/s: "
+                        f"round {round_number + 1} {server.config.name:<{name_width}} offered {rate:4d} req/s: "
                         f"{result.requests_per_s:6.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
                         f"p99 {result.p99_ms:6.2f} ms  {contention_text(result)}  errors {result.errors}",
                         flush=True,
@@ -619,10 +620,11 @@ def main() -> None:
     # Other work on the machine takes cores from both servers, and hurts the baseline most (two torch threads).
     print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     print(
-        f"| {'setup':<16} | workers | threads | gRPC | req/s | p50 ms | p99 ms | CPU ms/req | wait ms/req "
+        f"| {'setup':<{name_width}} | workers | threads | gRPC | req/s | p50 ms | p99 ms | CPU ms/req | wait ms/req "
         "| CPU pressure | errors | vs baseline |"
     )
-    print(f"|{'-' * 18}|" + "|".join("-" * width for width in (9, 9, 6, 7, 8, 8, 12, 13, 14, 8, 13)) + "|")
+    widths = (name_width + 2, 9, 9, 6, 7, 8, 8, 12, 13, 14, 8, 13)
+    print("|" + "|".join("-" * width for width in widths) + "|")
     for config in configs:
         runs = results[config.name]
         rps = statistics.median(r.requests_per_s for r in runs)
@@ -633,7 +635,7 @@ def main() -> None:
         pressure = statistics.median(r.cpu_pressure for r in runs)
         errors = sum(r.errors for r in runs)
         print(
-            f"| {config.name:<16} | {config.workers:>7} | {config.threads:>7} | {config.grpc_workers:>4} | "
+            f"| {config.name:<{name_width}} | {config.workers:>7} | {config.threads:>7} | {config.grpc_workers:>4} | "
             f"{rps:5.0f} | {p50:6.2f} | {p99:6.2f} | {cpu:10.2f} | {wait:11.2f} | {pressure:12.0%} | {errors:>6} | "
             f"{rps / baseline_rps:10.2f}x |"
         )
