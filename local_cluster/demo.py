@@ -42,6 +42,8 @@ BIND_ADDRESSES = ("127.0.0.1", "0.0.0.0")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MNIST_FILES = ("-ubyte", "-ubyte.gz")
 TRAINING_KINDS = ("PyTorchJob", "TrainJob")
+# What the demo waits for before READY; Deployment covers the frontend and TensorBoard.
+SERVING_KINDS = ("SeldonDeployment", "InferenceService", "Deployment")
 # Served next to the overlay's workloads, over the trainer's event files on the claim.
 TENSORBOARD_COMPONENT = REPO / "components" / "tensorboard"
 TENSORBOARD = "mnist-tensorboard"
@@ -413,18 +415,14 @@ class Watch:
     @staticmethod
     def serving_workloads(rendering: Rendering) -> list[str]:
         """Every workload that `serving_ready` waits for, as "Kind/name"."""
-        kinds = ("SeldonDeployment", "InferenceService", "Deployment")
-        return [f"{kind}/{obj['metadata']['name']}" for kind in kinds for obj in rendering.of_kind(kind)]
+        return [f"{kind}/{name}" for kind, name in _serving_objects(rendering)]
 
     def serving_ready(self, rendering: Rendering) -> list[str]:
         """The serving workloads not yet available (SeldonDeployment, InferenceService, Deployments)."""
-        waiting = []
-        for sdep in rendering.of_kind("SeldonDeployment"):
-            obj = self.api.get("SeldonDeployment", self.namespace, sdep["metadata"]["name"]) or {}
-            if obj.get("status", {}).get("state") != "Available":
-                waiting.append(f"SeldonDeployment/{sdep['metadata']['name']}")
-        for isvc in rendering.of_kind("InferenceService"):
-            name = isvc["metadata"]["name"]
+        return [f"{kind}/{name}" for kind, name in _serving_objects(rendering) if not self._available(kind, name)]
+
+    def _available(self, kind: str, name: str) -> bool:
+        if kind == "InferenceService":
             try:
                 obj = self.api.request(
                     "GET", f"/apis/serving.kserve.io/v1beta1/namespaces/{self.namespace}/inferenceservices/{name}"
@@ -432,14 +430,17 @@ class Watch:
             except ApiError:
                 obj = {}
             conditions = obj.get("status", {}).get("conditions", []) or []
-            if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                waiting.append(f"InferenceService/{name}")
-        for deployment in rendering.of_kind("Deployment"):
-            obj = self.api.get("Deployment", self.namespace, deployment["metadata"]["name"]) or {}
-            wanted = obj.get("spec", {}).get("replicas", 1)
-            if obj.get("status", {}).get("availableReplicas", 0) < wanted:
-                waiting.append(f"Deployment/{deployment['metadata']['name']}")
-        return waiting
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        obj = self.api.get(kind, self.namespace, name) or {}
+        if kind == "SeldonDeployment":
+            return obj.get("status", {}).get("state") == "Available"
+        wanted = obj.get("spec", {}).get("replicas", 1)
+        return obj.get("status", {}).get("availableReplicas", 0) >= wanted
+
+
+def _serving_objects(rendering: Rendering) -> list[tuple[str, str]]:
+    """(kind, name) of every serving workload in `rendering`, in the order they are reported."""
+    return [(kind, obj["metadata"]["name"]) for kind in SERVING_KINDS for obj in rendering.of_kind(kind)]
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -121,6 +121,11 @@ class Result:
     cpu_pressure: float = 0.0  # share of the measurement during which some task waited for a core
 
 
+def ours_name(workers: int, threads: int, grpc_workers: int) -> str:
+    """The row name of ours with these gunicorn and gRPC settings."""
+    return f"ours-w{workers}-t{threads}-g{grpc_workers}"
+
+
 def flush_parameter(seconds: float) -> dict:
     """The model parameter metrics_flush_s (see serving/metrics_buffer.py) as Seldon passes it."""
     return {"name": "metrics_flush_s", "value": str(seconds), "type": "FLOAT"}
@@ -497,10 +502,7 @@ def main() -> None:
     ours_path = [REPO / "serving", REPO / "trainer"]
     configs = [
         Config("baseline", "BaselineMnist", [REPO / "scripts" / "bench_serve"], 1, 1, 1, []),
-        *(
-            Config(f"ours-w{w}-t{t}-g{g}", "MnistClassifier", ours_path, w, t, g, parameters, OURS_ENV)
-            for w, t, g in ours
-        ),
+        *(Config(ours_name(w, t, g), "MnistClassifier", ours_path, w, t, g, parameters, OURS_ENV) for w, t, g in ours),
     ]
     kserve_path = [REPO / "serving" / "kserve_predictor", *ours_path]
     if not args.no_kserve:
@@ -578,7 +580,7 @@ def main() -> None:
         scripts[server.config.name].write_text(WRK_SCRIPT.format(body=server.body()))
     results: dict[str, list[Result]] = {config.name: [] for config in configs}
     # The open-loop rows: the baseline, ours as deployed and the KServe server in both protocols.
-    deployed = f"ours-w{args.workers}-t{args.threads}-g{args.grpc_workers}"
+    deployed = ours_name(args.workers, args.threads, args.grpc_workers)
     open_loop = [s for s in servers if s.config.name in ("baseline", deployed, "kserve", "kserve-v1")]
     open_results: dict[tuple[str, int], list[Result]] = {(s.config.name, r): [] for s in open_loop for r in args.rates}
     try:

@@ -1,8 +1,9 @@
 """A KServe model that does no work, on kserve's ModelServer: what the server alone costs per request.
 
 `bench_serve.py --floor` runs it as it runs serve_mnist.py (one process, the same log
-settings), so the table shows how much of a KServe request is kserve (uvicorn, FastAPI,
-its V1 and V2 request and response models) and how much is the classifier; and with
+settings: serving/kserve_predictor on PYTHONPATH for request_logs), so the table shows
+how much of a KServe request is kserve (uvicorn, FastAPI, its V1 and V2 request and
+response models) and how much is the classifier; and with
 kserve's own `--workers 2` (one spawned process per worker), the most that kserve's
 multi-process mode could give on two cores.
 
@@ -13,19 +14,17 @@ import argparse
 import atexit
 import copy
 import json
-import logging
 import os
 import tempfile
 
 import kserve
 from kserve import model_server
-from kserve.logging import KSERVE_LOG_CONFIG, KSERVE_TRACE_LOGGER_NAME
+from kserve.logging import KSERVE_LOG_CONFIG
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from request_logs import REQUEST_LOGGERS, quiet_request_logs
 
 CLASS_NAMES = [str(i) for i in range(10)]
 PROBABILITIES = [0.1] * 10
-# serve_mnist.py's log settings: no line per request.
-QUIET_LOGGERS = (KSERVE_TRACE_LOGGER_NAME, "uvicorn.access")
 
 
 class ConstantKServeModel(kserve.Model):
@@ -46,7 +45,7 @@ class ConstantKServeModel(kserve.Model):
 def quiet_log_config_file() -> str:
     """A copy of kserve's log configuration without the per-request lines, as a file for the worker processes."""
     config = copy.deepcopy(KSERVE_LOG_CONFIG)
-    for name in QUIET_LOGGERS:
+    for name in REQUEST_LOGGERS:
         config["loggers"].setdefault(name, {})["level"] = "WARNING"
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="kserve-floor-log-", delete=False) as file:
         json.dump(config, file)
@@ -68,8 +67,7 @@ def main() -> None:
         enable_docs_url=False,
         enable_latency_logging=False,
     )
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_request_logs()
     server.start([ConstantKServeModel()])
 
 

@@ -8,14 +8,13 @@ the defaults differ where this server needs it: model name `mnist`, no gRPC port
 """
 
 import argparse
-import logging
 
 import kserve
 from digit_classifier import DEFAULT_MODEL_ROOT, DEFAULT_POLL_INTERVAL_S
 from kserve import model_server
-from kserve.logging import KSERVE_TRACE_LOGGER_NAME
 from mnist_model import MODEL_NAME, MnistModel
 from request_guard import install
+from request_logs import quiet_request_logs
 from request_validation import DEFAULT_MAX_BATCH
 
 
@@ -59,10 +58,7 @@ def main() -> None:
         enable_latency_logging=args.enable_latency_logging,
     )
     if not args.access_log:
-        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-        # kserve's timing middleware logs two lines (wall and CPU time) for every request here, which
-        # costs the server about 5% of its CPU and floods `kubectl logs`.
-        logging.getLogger(KSERVE_TRACE_LOGGER_NAME).setLevel(logging.WARNING)
+        quiet_request_logs()
     server.start([model])
 
 

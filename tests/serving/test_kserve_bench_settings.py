@@ -35,7 +35,7 @@ def test_the_kserve_server_is_one_process_as_in_the_container():
 def test_the_kserve_floor_answers_in_the_shape_of_ours_without_a_line_per_request(tmp_path, workers, protocol):
     """The floor rows of `bench_serve.py --floor` are the bench's own Server, URL and body, and log as ours does."""
     config = bench_serve.Config(
-        f"floor-{protocol}", str(bench_serve.KSERVE_FLOOR), [], workers, 1, 0,
+        f"floor-{protocol}", str(bench_serve.KSERVE_FLOOR), [REPO / "serving" / "kserve_predictor"], workers, 1, 0,
         [{"name": "model_root", "value": str(tmp_path), "type": "STRING"}],
         bench_serve.KSERVE_ENV, "kserve", protocol,
     )  # fmt: skip
